@@ -1,0 +1,75 @@
+//! Encoder backbones behind one seam: a batch of token ids in, hidden states out.
+//!
+//! [`EncoderBackend`] is the seam where a faster CPU path (or a GPU path) can sit beside the candle
+//! implementation without the heads or the layers above noticing.
+
+mod bert;
+mod deberta;
+
+pub use bert::BertEncoder;
+pub use deberta::DebertaEncoder;
+
+use crate::error::Result;
+use crate::tokenize::Encoded;
+use candle_core::{Device, Tensor};
+
+/// A padded batch ready for a forward pass (right padding).
+pub struct Batch {
+    /// `[batch, seq]` u32 token ids.
+    pub ids: Tensor,
+    /// `[batch, seq]` u32 token type ids.
+    pub type_ids: Tensor,
+    /// `[batch, seq]` f32, 1 for real tokens and 0 for padding.
+    pub mask: Tensor,
+    /// Real length of each sequence.
+    pub lengths: Vec<usize>,
+}
+
+impl Batch {
+    pub fn new(items: &[&Encoded], pad_id: u32, device: &Device) -> Result<Self> {
+        let b = items.len();
+        let t = items.iter().map(|e| e.len()).max().unwrap_or(0).max(1);
+        let mut ids = vec![pad_id; b * t];
+        let mut types = vec![0u32; b * t];
+        let mut mask = vec![0f32; b * t];
+        for (row, e) in items.iter().enumerate() {
+            let base = row * t;
+            ids[base..base + e.len()].copy_from_slice(&e.ids);
+            types[base..base + e.len()].copy_from_slice(&e.type_ids);
+            mask[base..base + e.len()].iter_mut().for_each(|m| *m = 1.0);
+        }
+        Ok(Batch {
+            ids: Tensor::from_vec(ids, (b, t), device)?,
+            type_ids: Tensor::from_vec(types, (b, t), device)?,
+            mask: Tensor::from_vec(mask, (b, t), device)?,
+            lengths: items.iter().map(|e| e.len()).collect(),
+        })
+    }
+
+    pub fn size(&self) -> usize {
+        self.lengths.len()
+    }
+}
+
+/// Runs the encoder stack: `[batch, seq]` ids → `[batch, seq, hidden]` last hidden states.
+pub trait EncoderBackend: Send + Sync {
+    fn forward(&self, batch: &Batch) -> Result<Tensor>;
+    /// Short name for logs and `/v1/models` (e.g. `candle-bert`).
+    fn name(&self) -> &'static str;
+}
+
+/// Finds the prefix under which a checkpoint stores the encoder (`""`, `"bert."`, `"roberta."`, ...).
+pub(crate) fn encoder_prefix(vb: &candle_nn::VarBuilder, probe: &str) -> Option<String> {
+    [
+        "",
+        "bert.",
+        "roberta.",
+        "distilbert.",
+        "deberta.",
+        "model.",
+        "encoder.",
+    ]
+    .iter()
+    .map(|p| p.to_string())
+    .find(|p| vb.contains_tensor(&format!("{p}{probe}")))
+}

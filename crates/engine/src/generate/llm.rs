@@ -1,0 +1,359 @@
+//! A quantized decoder LM loaded from GGUF, with its tokenizer and chat template.
+
+use super::gguf_tokenizer::{meta_str, meta_u32, tokenizer_from_gguf};
+use super::stream::StopMatcher;
+use super::template::{ChatMessage, ChatTemplate};
+use crate::error::{tok_err, EngineError, Result};
+use candle_core::quantized::gguf_file;
+use candle_core::{Device, Tensor};
+use candle_transformers::generation::{LogitsProcessor, Sampling};
+use candle_transformers::models::{quantized_llama, quantized_qwen2};
+use std::path::{Path, PathBuf};
+use tokenizers::Tokenizer;
+
+/// candle's quantized llama precomputes rotary tables for this many positions.
+const CANDLE_MAX_POSITIONS: usize = quantized_llama::MAX_SEQ_LEN;
+
+enum Weights {
+    Llama(quantized_llama::ModelWeights),
+    Qwen2(quantized_qwen2::ModelWeights),
+}
+
+impl Weights {
+    fn forward(&mut self, x: &Tensor, pos: usize) -> candle_core::Result<Tensor> {
+        match self {
+            Weights::Llama(m) => m.forward(x, pos),
+            Weights::Qwen2(m) => m.forward(x, pos),
+        }
+    }
+
+    fn clear(&mut self) {
+        match self {
+            Weights::Llama(m) => m.clear_kv_cache(),
+            Weights::Qwen2(m) => m.clear_kv_cache(),
+        }
+    }
+}
+
+/// Sampling and stopping settings.
+#[derive(Debug, Clone)]
+pub struct GenerateOptions {
+    pub max_tokens: usize,
+    /// 0 = greedy.
+    pub temperature: f64,
+    pub top_p: Option<f64>,
+    pub seed: u64,
+    pub stop: Vec<String>,
+    /// 1.0 = off.
+    pub repeat_penalty: f32,
+}
+
+impl Default for GenerateOptions {
+    fn default() -> Self {
+        GenerateOptions {
+            max_tokens: 256,
+            temperature: 0.0,
+            top_p: None,
+            seed: 299792458,
+            stop: Vec::new(),
+            repeat_penalty: 1.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishReason {
+    /// End-of-sequence token or a stop string.
+    Stop,
+    /// `max_tokens` (or the context) ran out.
+    Length,
+    /// The caller's callback asked to stop (e.g. the client went away).
+    Cancelled,
+}
+
+impl FinishReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+            FinishReason::Cancelled => "cancelled",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Generation {
+    pub text: String,
+    pub token_ids: Vec<u32>,
+    pub prompt_tokens: usize,
+    pub finish_reason: FinishReason,
+}
+
+/// A generative model.
+pub struct GenModel {
+    path: PathBuf,
+    architecture: String,
+    weights: Weights,
+    tokenizer: Tokenizer,
+    template: ChatTemplate,
+    eos_ids: Vec<u32>,
+    context_length: usize,
+    device: Device,
+}
+
+/// Finds the GGUF file: the path itself, or the single `.gguf` in a directory.
+pub fn find_gguf(path: &Path) -> Result<PathBuf> {
+    if !path.exists() {
+        return Err(EngineError::ModelNotFound {
+            path: path.to_path_buf(),
+        });
+    }
+    if path.is_file() {
+        return Ok(path.to_path_buf());
+    }
+    let entries = std::fs::read_dir(path).map_err(|source| EngineError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut ggufs: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "gguf"))
+        .collect();
+    ggufs.sort();
+    match ggufs.len() {
+        1 => Ok(ggufs.remove(0)),
+        0 => Err(EngineError::invalid_model(
+            path,
+            "no .gguf file in this directory",
+        )),
+        n => Err(EngineError::invalid_model(
+            path,
+            format!("{n} .gguf files in this directory; name one"),
+        )),
+    }
+}
+
+impl GenModel {
+    /// Loads a GGUF file (or a directory holding one, optionally with a `tokenizer.json`).
+    pub fn load(path: &Path) -> Result<Self> {
+        Self::load_on(path, &Device::Cpu)
+    }
+
+    pub fn load_on(path: &Path, device: &Device) -> Result<Self> {
+        let file_path = find_gguf(path)?;
+        let mut file = std::fs::File::open(&file_path).map_err(|source| EngineError::Io {
+            path: file_path.clone(),
+            source,
+        })?;
+        let ct = gguf_file::Content::read(&mut file).map_err(|e| {
+            EngineError::invalid_model(&file_path, format!("not a readable GGUF file: {e}"))
+        })?;
+        let architecture = meta_str(&ct, "general.architecture").unwrap_or_default();
+        let sidecar = file_path.with_file_name("tokenizer.json");
+        let tokenizer = if sidecar.is_file() {
+            Tokenizer::from_file(&sidecar)
+                .map_err(|e| EngineError::invalid_model(&sidecar, e.to_string()))?
+        } else {
+            tokenizer_from_gguf(&ct, &file_path)?
+        };
+        let token_text = |key: &str| -> String {
+            meta_u32(&ct, key)
+                .and_then(|id| tokenizer.id_to_token(id))
+                .unwrap_or_default()
+        };
+        let bos = token_text("tokenizer.ggml.bos_token_id");
+        let eos = token_text("tokenizer.ggml.eos_token_id");
+        let template_src = meta_str(&ct, "tokenizer.chat_template");
+        let template = ChatTemplate::new(template_src.as_deref(), &bos, &eos)?;
+        let mut eos_ids: Vec<u32> = meta_u32(&ct, "tokenizer.ggml.eos_token_id")
+            .into_iter()
+            .collect();
+        for t in [
+            "<|im_end|>",
+            "<|endoftext|>",
+            "<|eot_id|>",
+            "<|end_of_text|>",
+        ] {
+            if let Some(id) = tokenizer.token_to_id(t) {
+                if !eos_ids.contains(&id) {
+                    eos_ids.push(id);
+                }
+            }
+        }
+        let context_length = meta_u32(&ct, &format!("{architecture}.context_length"))
+            .map(|c| c as usize)
+            .unwrap_or(CANDLE_MAX_POSITIONS)
+            .min(CANDLE_MAX_POSITIONS);
+        let load_err = |e: candle_core::Error| {
+            EngineError::invalid_model(&file_path, format!("cannot load weights: {e}"))
+        };
+        let weights = match architecture.as_str() {
+            "llama" => Weights::Llama(
+                quantized_llama::ModelWeights::from_gguf(ct, &mut file, device)
+                    .map_err(load_err)?,
+            ),
+            "qwen2" => Weights::Qwen2(
+                quantized_qwen2::ModelWeights::from_gguf(ct, &mut file, device)
+                    .map_err(load_err)?,
+            ),
+            other => {
+                return Err(EngineError::UnsupportedArchitecture {
+                    path: file_path,
+                    architecture: other.to_string(),
+                    supported: "llama (incl. SmolLM2), qwen2 (GGUF)",
+                })
+            }
+        };
+        Ok(GenModel {
+            path: file_path,
+            architecture,
+            weights,
+            tokenizer,
+            template,
+            eos_ids,
+            context_length,
+            device: device.clone(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn architecture(&self) -> &str {
+        &self.architecture
+    }
+
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    pub fn context_length(&self) -> usize {
+        self.context_length
+    }
+
+    /// The chat template applied to `messages`, ready to tokenize.
+    pub fn render_chat(&self, messages: &[ChatMessage]) -> Result<String> {
+        if messages.is_empty() {
+            return Err(EngineError::InvalidInput(
+                "messages must not be empty".into(),
+            ));
+        }
+        self.template.render(messages, true)
+    }
+
+    /// Tokenizes text that already contains any special tokens it needs (e.g. a rendered template).
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        Ok(self
+            .tokenizer
+            .encode(text, false)
+            .map_err(tok_err)?
+            .get_ids()
+            .to_vec())
+    }
+
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        self.tokenizer.decode(ids, true).map_err(tok_err)
+    }
+
+    /// Logits of the token after `prompt` (one forward pass, no sampling).
+    pub fn next_token_logits(&mut self, prompt: &[u32]) -> Result<Vec<f32>> {
+        self.check_prompt(prompt, 1)?;
+        self.weights.clear();
+        let input = Tensor::new(prompt, &self.device)?.unsqueeze(0)?;
+        let logits = self.weights.forward(&input, 0)?.squeeze(0)?;
+        self.weights.clear();
+        Ok(logits.to_vec1::<f32>()?)
+    }
+
+    fn check_prompt(&self, prompt: &[u32], max_new: usize) -> Result<()> {
+        if prompt.is_empty() {
+            return Err(EngineError::InvalidInput("the prompt is empty".into()));
+        }
+        if prompt.len() + max_new > self.context_length {
+            return Err(EngineError::InputTooLong {
+                index: 0,
+                tokens: prompt.len() + max_new,
+                limit: self.context_length,
+            });
+        }
+        Ok(())
+    }
+
+    /// Generates from `prompt` token ids. `on_text` receives each newly released piece of text and
+    /// returns `false` to stop early.
+    pub fn generate(
+        &mut self,
+        prompt: &[u32],
+        opts: &GenerateOptions,
+        on_text: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<Generation> {
+        let max_new = opts
+            .max_tokens
+            .min(self.context_length.saturating_sub(prompt.len()));
+        self.check_prompt(prompt, 1)?;
+        if opts.temperature < 0.0 || !opts.temperature.is_finite() {
+            return Err(EngineError::InvalidInput("temperature must be >= 0".into()));
+        }
+        if let Some(p) = opts.top_p {
+            if !(p > 0.0 && p <= 1.0) {
+                return Err(EngineError::InvalidInput("top_p must be in (0, 1]".into()));
+            }
+        }
+        let sampling = match (opts.temperature, opts.top_p) {
+            (0.0, _) => Sampling::ArgMax,
+            (t, Some(p)) if p < 1.0 => Sampling::TopP { p, temperature: t },
+            (t, _) => Sampling::All { temperature: t },
+        };
+        let mut sampler = LogitsProcessor::from_sampling(opts.seed, sampling);
+        let mut stops = StopMatcher::new(&opts.stop);
+        self.weights.clear();
+        let mut generated: Vec<u32> = Vec::new();
+        let mut finish = FinishReason::Length;
+        let mut input = Tensor::new(prompt, &self.device)?.unsqueeze(0)?;
+        let mut pos = 0;
+        while generated.len() < max_new {
+            let logits = self.weights.forward(&input, pos)?.squeeze(0)?;
+            pos += input.dim(1)?;
+            let logits = if opts.repeat_penalty != 1.0 {
+                let start = generated.len().saturating_sub(64);
+                candle_transformers::utils::apply_repeat_penalty(
+                    &logits,
+                    opts.repeat_penalty,
+                    &generated[start..],
+                )?
+            } else {
+                logits
+            };
+            let next = sampler.sample(&logits)?;
+            if self.eos_ids.contains(&next) {
+                finish = FinishReason::Stop;
+                break;
+            }
+            generated.push(next);
+            let (piece, hit) = stops.update(&self.decode(&generated)?);
+            if !piece.is_empty() && !on_text(&piece) {
+                finish = FinishReason::Cancelled;
+                break;
+            }
+            if hit {
+                finish = FinishReason::Stop;
+                break;
+            }
+            input = Tensor::new(&[next], &self.device)?.unsqueeze(0)?;
+        }
+        self.weights.clear();
+        if finish != FinishReason::Cancelled {
+            let rest = stops.finish();
+            if !rest.is_empty() {
+                on_text(&rest);
+            }
+        }
+        Ok(Generation {
+            text: stops.text().to_string(),
+            token_ids: generated,
+            prompt_tokens: prompt.len(),
+            finish_reason: finish,
+        })
+    }
+}

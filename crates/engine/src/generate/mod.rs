@@ -1,0 +1,13 @@
+//! Decoder language models from GGUF (llama family incl. SmolLM2, qwen2): tokenizer from metadata,
+//! chat templates, greedy and sampled decoding with stop strings and incremental output.
+
+mod gguf_tokenizer;
+mod llm;
+pub use llm::find_gguf;
+mod stream;
+mod template;
+
+pub use gguf_tokenizer::tokenizer_from_gguf;
+pub use llm::{FinishReason, GenModel, GenerateOptions, Generation};
+pub use stream::StopMatcher;
+pub use template::{ChatMessage, ChatTemplate};

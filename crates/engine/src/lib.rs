@@ -1,0 +1,21 @@
+//! nlpd's compute engine: model directories, tokenization, encoder architectures, task heads and
+//! GGUF generation. No async, no HTTP: the runtime and server crates build on this.
+
+pub mod aggregate;
+pub mod config;
+pub mod encoder;
+pub mod error;
+mod files;
+pub mod generate;
+pub mod heads;
+pub mod model;
+pub mod modeldir;
+pub mod tokenize;
+
+pub use aggregate::{Entity, TokenLabel};
+pub use config::{EncoderConfig, Family, HeadKind};
+pub use error::{EngineError, Result};
+pub use model::{
+    Aggregation, Classification, EmbedOptions, EncoderModel, EntityOutput, TokenPredictions,
+};
+pub use tokenize::{Encoded, TextInput, TextTokenizer};

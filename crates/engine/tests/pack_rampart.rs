@@ -1,0 +1,111 @@
+//! Rampart PII NER on nlpd's dequantized weights against the original 4-bit ONNX model run by
+//! onnxruntime: identical token labels and entity spans on 30 sentences.
+
+mod common;
+
+use common::*;
+use nlpd_engine::aggregate::{aggregate_simple, TokenView};
+use nlpd_engine::{Aggregation, EncoderModel, EntityOutput};
+
+#[test]
+fn rampart_matches_onnxruntime() {
+    let Some(dir) = pack_model("rampart-pii-ner") else {
+        return;
+    };
+    let g = read_json(&golden_dir().join("rampart/golden.json"));
+    let model = EncoderModel::load(&dir).unwrap();
+    let labels = model.labels().to_vec();
+    let texts = strings(&g["texts"]);
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let preds = model.token_predictions(&refs, true).unwrap();
+    for (i, p) in preds.iter().enumerate() {
+        assert_eq!(
+            p.encoded.ids,
+            u32s(&g["token_ids"][i]),
+            "token ids of text {i}"
+        );
+        let ids = p.label_ids();
+        let got: Vec<String> = ids.iter().map(|&l| labels[l].clone()).collect();
+        assert_eq!(
+            got,
+            strings(&g["labels"][i]),
+            "token labels of text {i}: {}",
+            texts[i]
+        );
+        let views: Vec<TokenView> = ids
+            .iter()
+            .enumerate()
+            .map(|(t, &l)| TokenView {
+                label: &labels[l],
+                score: p.probs[t][l],
+                start: p.encoded.offsets[t].0,
+                end: p.encoded.offsets[t].1,
+                word: p.encoded.word_ids[t],
+                special: p.encoded.special[t],
+            })
+            .collect();
+        let spans = aggregate_simple(&texts[i], &views);
+        let want = g["entities"][i].as_array().unwrap();
+        assert_eq!(
+            spans.len(),
+            want.len(),
+            "entity count of text {i}: {spans:?}"
+        );
+        for (s, w) in spans.iter().zip(want) {
+            assert_eq!(s.label, w["label"].as_str().unwrap(), "text {i}");
+            assert_eq!(
+                (s.start, s.end),
+                (
+                    w["start"].as_u64().unwrap() as usize,
+                    w["end"].as_u64().unwrap() as usize
+                ),
+                "text {i}"
+            );
+            assert_eq!(s.text, w["text"].as_str().unwrap());
+            let ws = w["score"].as_f64().unwrap() as f32;
+            assert!(
+                (s.score - ws).abs() < 1e-3,
+                "text {i} score {} vs {ws}",
+                s.score
+            );
+        }
+    }
+}
+
+#[test]
+fn rampart_finds_the_readme_example() {
+    let Some(dir) = pack_model("rampart-pii-ner") else {
+        return;
+    };
+    let model = EncoderModel::load(&dir).unwrap();
+    let text = "My name is Alex Rivera, I live at 42 Elm Street, Springfield, reach me at alex@example.com";
+    let EntityOutput::Spans(spans) = model
+        .entities(&[text], Aggregation::Simple, true)
+        .unwrap()
+        .remove(0)
+    else {
+        panic!("spans expected")
+    };
+    let found: Vec<(String, String)> = spans
+        .iter()
+        .map(|e| (e.label.clone(), e.text.clone()))
+        .collect();
+    for (label, want) in [
+        ("GIVEN_NAME", "Alex"),
+        ("SURNAME", "Rivera"),
+        ("STREET_NAME", "Elm Street"),
+        ("CITY", "Springfield"),
+        ("EMAIL", "alex@example.com"),
+    ] {
+        assert!(
+            found.contains(&(label.to_string(), want.to_string())),
+            "{label} {want} not in {found:?}"
+        );
+    }
+    for e in &spans {
+        assert_eq!(
+            nlpd_engine::aggregate::char_slice(text, e.start, e.end),
+            e.text
+        );
+    }
+}

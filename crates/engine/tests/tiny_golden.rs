@@ -1,0 +1,260 @@
+//! Every supported architecture × head, on tiny random-weight models made by Hugging Face
+//! transformers (tests/golden/make_golden.py): tokens equal, outputs within 1e-4.
+
+mod common;
+
+use common::*;
+use nlpd_engine::heads::normalize;
+use nlpd_engine::{EmbedOptions, EncoderModel, TextInput};
+use serde_json::Value;
+use std::path::PathBuf;
+
+const TOL: f32 = 1e-4;
+
+fn tiny(name: &str) -> (EncoderModel, Value) {
+    let dir: PathBuf = golden_dir().join("tiny").join(name);
+    let golden = read_json(&dir.join("golden.json"));
+    let model = EncoderModel::load(&dir).unwrap_or_else(|e| panic!("{name}: {e}"));
+    (model, golden)
+}
+
+fn texts(g: &Value) -> Vec<String> {
+    strings(&g["texts"])
+}
+
+fn pairs(g: &Value) -> Vec<(String, String)> {
+    g["pairs"]
+        .as_array()
+        .expect("pairs")
+        .iter()
+        .map(|p| {
+            (
+                p[0].as_str().unwrap().to_string(),
+                p[1].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn check_rows(name: &str, what: &str, got: &[Vec<f32>], want: &[Vec<f32>]) {
+    assert_eq!(got.len(), want.len(), "{name} {what}: row count");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        let d = max_abs_diff(g, w);
+        assert!(
+            d <= TOL,
+            "{name} {what}[{i}]: max abs diff {d} > {TOL}\n got {g:?}\nwant {w:?}"
+        );
+    }
+}
+
+fn check_tokens(name: &str, model: &EncoderModel, inputs: &[TextInput], want: &Value) {
+    let encs = model.encode(inputs, true).unwrap();
+    for (i, (e, w)) in encs.iter().zip(want.as_array().unwrap()).enumerate() {
+        assert_eq!(e.ids, u32s(w), "{name}: token ids of input {i}");
+    }
+}
+
+fn base(arch: &str) {
+    let name = format!("{arch}-base");
+    let (model, g) = tiny(&name);
+    let t = texts(&g);
+    let refs: Vec<&str> = t.iter().map(String::as_str).collect();
+    let inputs: Vec<TextInput> = refs.iter().map(|s| TextInput::Single(s)).collect();
+    check_tokens(&name, &model, &inputs, &g["token_ids"]);
+    // Mean pooling (the default without sentence-transformers files), unnormalized.
+    let got = model.embed(&refs, &EmbedOptions::new()).unwrap();
+    check_rows(&name, "mean", &got, &f32_rows(&g["mean"]));
+    // Normalization on request equals the normalized reference.
+    let opts = EmbedOptions {
+        normalize: Some(true),
+        ..EmbedOptions::new()
+    };
+    let got = model.embed(&refs, &opts).unwrap();
+    let dev = candle_core::Device::Cpu;
+    let want: Vec<Vec<f32>> = f32_rows(&g["mean"])
+        .into_iter()
+        .map(|r| {
+            let n = r.len();
+            normalize(&candle_core::Tensor::from_vec(r, (1, n), &dev).unwrap())
+                .unwrap()
+                .to_vec2::<f32>()
+                .unwrap()
+                .remove(0)
+        })
+        .collect();
+    check_rows(&name, "mean normalized", &got, &want);
+}
+
+fn seqcls(arch: &str) {
+    let name = format!("{arch}-seqcls");
+    let (model, g) = tiny(&name);
+    assert_eq!(
+        model.labels(),
+        strings(&serde_json::json!(["negative", "neutral", "positive"])).as_slice()
+    );
+    let t = texts(&g);
+    let inputs: Vec<TextInput> = t.iter().map(|s| TextInput::Single(s)).collect();
+    check_tokens(&name, &model, &inputs, &g["token_ids"]);
+    let out = model.classify(&inputs, true).unwrap();
+    check_rows(
+        &name,
+        "logits",
+        &out.iter().map(|c| c.logits.clone()).collect::<Vec<_>>(),
+        &f32_rows(&g["logits"]),
+    );
+    check_rows(
+        &name,
+        "probs",
+        &out.iter().map(|c| c.scores.clone()).collect::<Vec<_>>(),
+        &f32_rows(&g["probs"]),
+    );
+
+    let p = pairs(&g);
+    let inputs: Vec<TextInput> = p.iter().map(|(a, b)| TextInput::Pair(a, b)).collect();
+    check_tokens(&name, &model, &inputs, &g["pair_token_ids"]);
+    let encs = model.encode(&inputs, true).unwrap();
+    for (i, (e, w)) in encs
+        .iter()
+        .zip(g["pair_type_ids"].as_array().unwrap())
+        .enumerate()
+    {
+        assert_eq!(e.type_ids, u32s(w), "{name}: pair type ids {i}");
+    }
+    let out = model.classify(&inputs, true).unwrap();
+    check_rows(
+        &name,
+        "pair_probs",
+        &out.iter().map(|c| c.scores.clone()).collect::<Vec<_>>(),
+        &f32_rows(&g["pair_probs"]),
+    );
+}
+
+fn crossenc(arch: &str) {
+    let name = format!("{arch}-crossenc");
+    let (model, g) = tiny(&name);
+    let p = pairs(&g);
+    let inputs: Vec<TextInput> = p.iter().map(|(a, b)| TextInput::Pair(a, b)).collect();
+    check_tokens(&name, &model, &inputs, &g["pair_token_ids"]);
+    let out = model.classify(&inputs, true).unwrap();
+    for c in &out {
+        assert_eq!(c.scores, c.logits, "{name}: one label means the raw score");
+    }
+    check_rows(
+        &name,
+        "pair_logits",
+        &out.iter().map(|c| c.logits.clone()).collect::<Vec<_>>(),
+        &f32_rows(&g["pair_logits"]),
+    );
+}
+
+fn tokcls(arch: &str) {
+    let name = format!("{arch}-tokcls");
+    let (model, g) = tiny(&name);
+    let t = texts(&g);
+    let refs: Vec<&str> = t.iter().map(String::as_str).collect();
+    let preds = model.token_predictions(&refs, true).unwrap();
+    let labels = model.labels().to_vec();
+    for (i, p) in preds.iter().enumerate() {
+        assert_eq!(
+            p.encoded.ids,
+            u32s(&g["token_ids"][i]),
+            "{name}: token ids {i}"
+        );
+        let offsets: Vec<(usize, usize)> = g["offsets"][i]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| {
+                (
+                    o[0].as_u64().unwrap() as usize,
+                    o[1].as_u64().unwrap() as usize,
+                )
+            })
+            .collect();
+        assert_eq!(p.encoded.offsets, offsets, "{name}: offsets {i}");
+        let got: Vec<String> = p.label_ids().iter().map(|&l| labels[l].clone()).collect();
+        assert_eq!(got, strings(&g["labels"][i]), "{name}: token labels {i}");
+        check_rows(
+            &name,
+            &format!("probs[{i}]"),
+            &p.probs,
+            &f32_rows(&g["probs"][i]),
+        );
+    }
+}
+
+macro_rules! arch_tests {
+    ($($module:ident => $arch:literal),* $(,)?) => {$(
+        mod $module {
+            #[test] fn base() { super::base($arch) }
+            #[test] fn seqcls() { super::seqcls($arch) }
+            #[test] fn crossenc() { super::crossenc($arch) }
+            #[test] fn tokcls() { super::tokcls($arch) }
+        }
+    )*};
+}
+
+arch_tests! {
+    bert => "bert",
+    roberta => "roberta",
+    xlm_roberta => "xlm-roberta",
+    distilbert => "distilbert",
+    deberta_v2 => "deberta-v2",
+}
+
+#[test]
+fn strict_mode_names_the_limit() {
+    let (model, g) = tiny("bert-base");
+    let long = texts(&g).into_iter().max_by_key(|t| t.len()).unwrap();
+    let err = model
+        .embed(
+            &[long.as_str()],
+            &EmbedOptions {
+                truncate: false,
+                ..EmbedOptions::new()
+            },
+        )
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&format!("limit of {}", model.tokenizer().max_len())),
+        "{msg}"
+    );
+    assert!(err.is_input_error());
+}
+
+#[test]
+fn empty_input_is_refused() {
+    let (model, _) = tiny("bert-base");
+    let err = model
+        .embed(&["ok", "  "], &EmbedOptions::new())
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "empty input: inputs[1] must be a non-empty string"
+    );
+}
+
+#[test]
+fn wrong_head_is_a_clear_error() {
+    let (model, _) = tiny("bert-base");
+    let err = model.classify(&[TextInput::Single("x")], true).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("does not support sequence classification"),
+        "{err}"
+    );
+}
+
+#[test]
+fn batch_results_equal_single_results() {
+    let (model, g) = tiny("roberta-base");
+    let t = texts(&g);
+    let refs: Vec<&str> = t.iter().map(String::as_str).collect();
+    let together = model.embed(&refs, &EmbedOptions::new()).unwrap();
+    for (i, r) in refs.iter().enumerate() {
+        let alone = model.embed(&[r], &EmbedOptions::new()).unwrap();
+        let d = max_abs_diff(&alone[0], &together[i]);
+        assert!(d < 1e-5, "input {i}: batched differs from alone by {d}");
+    }
+}
