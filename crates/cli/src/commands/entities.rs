@@ -1,0 +1,53 @@
+use super::{load_encoder, model_path, CHUNK_LINES};
+use crate::io::{process_batched, records, text_field};
+use anyhow::Result;
+use nlpd_engine::{Aggregation, EntityOutput};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum AggregationArg {
+    /// Merge word pieces and BIO tags into entity spans.
+    Simple,
+    /// Every token with its label.
+    None,
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Token classification model directory or pack name [default: rampart-pii-ner].
+    #[arg(long, env = "NLPD_ENTITIES_MODEL")]
+    model: Option<String>,
+    /// Read JSONL from this file instead of stdin.
+    #[arg(long, env = "NLPD_INPUT")]
+    input: Option<PathBuf>,
+    /// How token labels are turned into output.
+    #[arg(long, env = "NLPD_AGGREGATION", value_enum, default_value = "simple")]
+    aggregation: AggregationArg,
+    /// Refuse inputs longer than the model's limit instead of truncating them.
+    #[arg(long, env = "NLPD_STRICT")]
+    strict: bool,
+}
+
+pub fn run(args: Args, models_dir: &Path) -> Result<usize> {
+    let model = load_encoder(&model_path(args.model.as_deref(), "entities", models_dir)?)?;
+    let aggregation = match args.aggregation {
+        AggregationArg::Simple => Aggregation::Simple,
+        AggregationArg::None => Aggregation::None,
+    };
+    process_batched(
+        records(args.input.as_deref())?,
+        CHUNK_LINES,
+        |m| text_field(m, "text").map(str::to_string),
+        |texts| {
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            model
+                .entities(&refs, aggregation, !args.strict)
+                .map_err(|e| e.to_string())
+        },
+        |out| match out {
+            EntityOutput::Spans(e) => json!({ "entities": e }),
+            EntityOutput::Tokens(t) => json!({ "tokens": t }),
+        },
+    )
+}

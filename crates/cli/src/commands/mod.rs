@@ -1,0 +1,26 @@
+pub mod classify;
+pub mod embed;
+pub mod entities;
+pub mod explain;
+
+use anyhow::{Context, Result};
+use nlpd_engine::EncoderModel;
+use std::path::{Path, PathBuf};
+
+/// Resolves `--model` (a path or a pack name; the task's pack default when absent).
+pub fn model_path(model: Option<&str>, task: &str, models_dir: &Path) -> Result<PathBuf> {
+    let name = match model {
+        Some(m) => m.to_string(),
+        None => nlpd_runtime::pack::default_for(task)
+            .map(|m| m.dir.to_string())
+            .with_context(|| format!("`nlpd {task}` has no default model: pass --model DIR"))?,
+    };
+    Ok(nlpd_runtime::resolve_model(&name, models_dir)?)
+}
+
+pub fn load_encoder(path: &Path) -> Result<EncoderModel> {
+    EncoderModel::load(path).with_context(|| format!("cannot load model {}", path.display()))
+}
+
+/// Lines processed per engine call: enough for full batches, small enough to stream output.
+pub const CHUNK_LINES: usize = 64;

@@ -1,0 +1,70 @@
+//! The `nlpd` binary: one-shot task commands today (`embed`, `classify`, `entities`, `explain`);
+//! `serve`, `bench`, `tune`, `profile`, `models` and `train` follow.
+
+mod commands;
+mod io;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "nlpd",
+    version,
+    about = "Fast NLP inference: embeddings, classification, entities and code explanation",
+    long_about = "nlpd runs NLP models on the CPU. The one-shot commands read JSONL (or plain text lines) from \
+stdin or --input and write one JSON line per input line to stdout; a bad line gives an error line \
+({\"line\": N, \"error\": ...}) and the command exits non-zero at the end.\n\n--model takes a model \
+directory, a GGUF file, or a pack name (all-MiniLM-L6-v2 / minilm, rampart-pii-ner / rampart, \
+smollm2-135m-instruct / smollm2, qwen2.5-coder-0.5b-instruct / qwen) looked up in --models-dir."
+)]
+struct Cli {
+    /// Directory holding the model pack (`make models` fills it).
+    #[arg(long, env = "NLPD_MODELS_DIR", default_value = "models", global = true)]
+    models_dir: PathBuf,
+    /// Log filter for stderr (e.g. `info`, `nlpd=debug`).
+    #[arg(long, env = "NLPD_LOG", default_value = "warn", global = true)]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Sentence embeddings: {"text": ...} → {"embedding": [f32, ...]}.
+    Embed(commands::embed::Args),
+    /// Sequence classification: {"text": ..., "text_pair"?: ...} → {"label", "scores"}.
+    Classify(commands::classify::Args),
+    /// Entity extraction: {"text": ...} → {"entities": [{"label", "start", "end", "text", "score"}]}.
+    Entities(commands::entities::Args),
+    /// Explain code with a generative model: {"code": ..., "language"?: ...} → streamed text.
+    Explain(commands::explain::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Embed(a) => commands::embed::run(a, &cli.models_dir),
+        Command::Classify(a) => commands::classify::run(a, &cli.models_dir),
+        Command::Entities(a) => commands::entities::run(a, &cli.models_dir),
+        Command::Explain(a) => commands::explain::run(a, &cli.models_dir),
+    };
+    match result {
+        Ok(0) => ExitCode::SUCCESS,
+        Ok(failed) => {
+            eprintln!("nlpd: {failed} input line(s) failed");
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("nlpd: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
