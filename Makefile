@@ -1,0 +1,40 @@
+# nlpd: the two commands of the README are `make models` + `make test`; the rest are helpers.
+SHELL := /bin/bash
+PACK ?= default
+export NLPD_MODELS_DIR ?= $(CURDIR)/models
+
+.PHONY: models models-full build release test lint fmt golden
+
+## Fetch the model pack (default: MiniLM, Rampart, SmolLM2; PACK=full adds Qwen2.5-Coder).
+models:
+	scripts/fetch-models.sh $(PACK)
+
+models-full:
+	scripts/fetch-models.sh full
+
+## Debug build (dependencies optimised) of the `nlpd` binary.
+build:
+	cargo build --bin nlpd
+
+## Optimised binary at target/release/nlpd.
+release:
+	cargo build --release --bin nlpd
+
+## The whole test suite (CI runs exactly this): fetch the pack if missing, lint, run every test.
+test: models lint
+	@if cargo nextest --version >/dev/null 2>&1; then \
+		cargo nextest run --workspace --no-fail-fast; \
+	else \
+		echo "cargo-nextest not found: using cargo test"; cargo test --workspace --no-fail-fast; \
+	fi
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	cargo fmt --all
+
+## Regenerate tests/golden (developers only: needs the Python reference stack, see tests/golden/README.md).
+golden:
+	.venv-ref/bin/python tests/golden/make_golden.py
