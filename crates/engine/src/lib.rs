@@ -16,6 +16,7 @@ pub use aggregate::{Entity, TokenLabel};
 pub use config::{EncoderConfig, Family, HeadKind};
 pub use error::{EngineError, Result};
 pub use model::{
-    Aggregation, Classification, EmbedOptions, EncoderModel, EntityOutput, TokenPredictions,
+    entities_of, l2_normalize, Aggregation, Classification, EmbedOptions, EncoderModel, EncoderOp,
+    EntityOutput, OpOutput, TokenPredictions,
 };
 pub use tokenize::{Encoded, TextInput, TextTokenizer};

@@ -4,10 +4,10 @@ use crate::aggregate::{aggregate_joined, tokens_none, Entity, TokenLabel, TokenV
 use crate::config::{EncoderConfig, Family, HeadKind};
 use crate::encoder::{Batch, BertEncoder, DebertaEncoder, EncoderBackend};
 use crate::error::{EngineError, Result};
-use crate::heads::{normalize, sigmoid, softmax, Pooling, SequenceHead, TokenHead};
+use crate::heads::{sigmoid, softmax, SequenceHead, TokenHead};
 use crate::modeldir::EncoderDir;
 use crate::tokenize::{Encoded, TextInput, TextTokenizer};
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 use std::path::Path;
 
@@ -32,6 +32,37 @@ impl EmbedOptions {
             normalize: None,
             dimensions: None,
             truncate: true,
+        }
+    }
+}
+
+/// What the runtime asks of one input in a shared forward pass.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EncoderOp {
+    /// Pooled sentence embedding (`normalize` is forced on for models ending in Normalize).
+    Embed {
+        normalize: bool,
+        dimensions: Option<usize>,
+    },
+    /// Sequence classification scores.
+    Classify,
+    /// Per-token label probabilities.
+    Tokens,
+}
+
+/// The result of one [`EncoderOp`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum OpOutput {
+    Embedding(Vec<f32>),
+    Classification(Classification),
+    TokenProbs(Vec<Vec<f32>>),
+}
+
+impl OpOutput {
+    pub fn into_embedding(self) -> Option<Vec<f32>> {
+        match self {
+            OpOutput::Embedding(v) => Some(v),
+            _ => None,
         }
     }
 }
@@ -171,6 +202,14 @@ impl EncoderModel {
         self.backend.name()
     }
 
+    /// Lowers the token limit per input (never above the model's own).
+    pub fn limit_tokens(&mut self, cap: usize) -> Result<()> {
+        let n = cap.clamp(2, self.tokenizer.max_len());
+        self.tokenizer =
+            TextTokenizer::new(self.tokenizer.inner().clone(), n, self.tokenizer.pad_id())?;
+        Ok(())
+    }
+
     pub fn set_max_batch(&mut self, n: usize) {
         self.max_batch = n.max(1);
     }
@@ -184,20 +223,117 @@ impl EncoderModel {
             .collect()
     }
 
-    /// Runs `f` over length-sorted chunks of `encs` and returns the per-item results in input order.
-    fn batched<T>(
-        &self,
-        encs: &[Encoded],
-        mut f: impl FnMut(&Tensor, &Batch) -> Result<Vec<T>>,
-    ) -> Result<Vec<T>> {
+    /// One forward pass over `items` (a batch the caller formed), then each item's own head:
+    /// items of different operations share the encoder pass.
+    pub fn run_batch(&self, items: &[(&Encoded, &EncoderOp)]) -> Result<Vec<OpOutput>> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        for (_, op) in items {
+            self.check_op(op)?;
+        }
+        let encs: Vec<&Encoded> = items.iter().map(|(e, _)| *e).collect();
+        let batch = Batch::new(&encs, self.tokenizer.pad_id(), &self.device)?;
+        let hidden = self.backend.forward(&batch)?;
+        let any = |f: fn(&EncoderOp) -> bool| items.iter().any(|(_, op)| f(op));
+        let pooled = if any(|op| matches!(op, EncoderOp::Embed { .. })) {
+            Some(
+                self.dir
+                    .pooling
+                    .apply(&hidden, &batch.mask, &batch.lengths)?
+                    .to_vec2::<f32>()?,
+            )
+        } else {
+            None
+        };
+        let seq_logits = match (&self.head, any(|op| matches!(op, EncoderOp::Classify))) {
+            (Head::Sequence(h), true) => Some(h.forward(&hidden)?.to_vec2::<f32>()?),
+            _ => None,
+        };
+        let tok_logits = match (&self.head, any(|op| matches!(op, EncoderOp::Tokens))) {
+            (Head::Token(h), true) => Some(h.forward(&hidden)?.to_vec3::<f32>()?),
+            _ => None,
+        };
+        let always_normalized = self.dir.normalized;
+        let multi = self.dir.config.multi_label;
+        items
+            .iter()
+            .enumerate()
+            .map(|(row, (_, op))| {
+                Ok(match op {
+                    EncoderOp::Embed {
+                        normalize,
+                        dimensions,
+                    } => {
+                        let mut v = pooled.as_ref().map(|p| p[row].clone()).unwrap_or_default();
+                        if let Some(d) = dimensions {
+                            v.truncate(*d);
+                        }
+                        if always_normalized || *normalize {
+                            l2_normalize(&mut v);
+                        }
+                        OpOutput::Embedding(v)
+                    }
+                    EncoderOp::Classify => {
+                        let l = seq_logits
+                            .as_ref()
+                            .map(|x| x[row].clone())
+                            .unwrap_or_default();
+                        let scores = if l.len() == 1 {
+                            l.clone()
+                        } else if multi {
+                            l.iter().map(|&x| sigmoid(x)).collect()
+                        } else {
+                            softmax(&l)
+                        };
+                        OpOutput::Classification(Classification { logits: l, scores })
+                    }
+                    EncoderOp::Tokens => {
+                        let len = batch.lengths[row];
+                        let rows = tok_logits.as_ref().map(|x| &x[row][..len]).unwrap_or(&[]);
+                        OpOutput::TokenProbs(rows.iter().map(|r| softmax(r)).collect())
+                    }
+                })
+            })
+            .collect()
+    }
+
+    /// Refuses an operation this model cannot do (before any compute).
+    pub fn check_op(&self, op: &EncoderOp) -> Result<()> {
+        match (op, &self.head) {
+            (
+                EncoderOp::Embed {
+                    dimensions: Some(d),
+                    ..
+                },
+                _,
+            ) => {
+                let h = self.dir.config.hidden_size;
+                if *d == 0 || *d > h {
+                    return Err(EngineError::InvalidInput(format!(
+                        "dimensions must be between 1 and {h}, got {d}"
+                    )));
+                }
+                Ok(())
+            }
+            (EncoderOp::Embed { .. }, _) => Ok(()),
+            (EncoderOp::Classify, Head::Sequence(_)) => Ok(()),
+            (EncoderOp::Classify, _) => Err(self.unsupported("sequence classification")),
+            (EncoderOp::Tokens, Head::Token(_)) => Ok(()),
+            (EncoderOp::Tokens, _) => Err(self.unsupported("token classification")),
+        }
+    }
+
+    /// Runs one operation over many inputs in length-sorted chunks; results in input order.
+    fn run_all(&self, encs: &[Encoded], op: &EncoderOp) -> Result<Vec<OpOutput>> {
+        self.check_op(op)?;
         let mut order: Vec<usize> = (0..encs.len()).collect();
         order.sort_by_key(|&i| encs[i].len());
-        let mut out: Vec<Option<T>> = (0..encs.len()).map(|_| None).collect();
+        let mut out: Vec<Option<OpOutput>> = (0..encs.len()).map(|_| None).collect();
         for chunk in order.chunks(self.max_batch) {
-            let items: Vec<&Encoded> = chunk.iter().map(|&i| &encs[i]).collect();
-            let batch = Batch::new(&items, self.tokenizer.pad_id(), &self.device)?;
-            let hidden = self.backend.forward(&batch)?;
-            for (&i, r) in chunk.iter().zip(f(&hidden, &batch)?) {
+            let items: Vec<(&Encoded, &EncoderOp)> =
+                chunk.iter().map(|&i| (&encs[i], op)).collect();
+            for (&i, r) in chunk.iter().zip(self.run_batch(&items)?) {
                 out[i] = Some(r);
             }
         }
@@ -206,33 +342,18 @@ impl EncoderModel {
 
     /// Sentence embeddings.
     pub fn embed(&self, texts: &[&str], opts: &EmbedOptions) -> Result<Vec<Vec<f32>>> {
-        let hidden_size = self.dir.config.hidden_size;
-        if let Some(d) = opts.dimensions {
-            if d == 0 || d > hidden_size {
-                return Err(EngineError::InvalidInput(format!(
-                    "dimensions must be between 1 and {hidden_size}, got {d}"
-                )));
-            }
-        }
+        let op = EncoderOp::Embed {
+            normalize: opts.normalize.unwrap_or(false),
+            dimensions: opts.dimensions,
+        };
+        self.check_op(&op)?;
         let inputs: Vec<TextInput> = texts.iter().map(|t| TextInput::Single(t)).collect();
         let encs = self.encode(&inputs, opts.truncate)?;
-        self.embed_encoded(&encs, opts)
-    }
-
-    /// Embeddings of already tokenized inputs.
-    pub fn embed_encoded(&self, encs: &[Encoded], opts: &EmbedOptions) -> Result<Vec<Vec<f32>>> {
-        let normalize_out = self.dir.normalized || opts.normalize.unwrap_or(false);
-        let pooling: Pooling = self.dir.pooling;
-        self.batched(encs, |hidden, batch| {
-            let mut pooled = pooling.apply(hidden, &batch.mask, &batch.lengths)?;
-            if let Some(d) = opts.dimensions {
-                pooled = pooled.narrow(1, 0, d)?;
-            }
-            if normalize_out {
-                pooled = normalize(&pooled)?;
-            }
-            Ok(pooled.to_vec2::<f32>()?)
-        })
+        Ok(self
+            .run_all(&encs, &op)?
+            .into_iter()
+            .filter_map(OpOutput::into_embedding)
+            .collect())
     }
 
     /// Sequence classification of texts or pairs.
@@ -241,27 +362,16 @@ impl EncoderModel {
         inputs: &[TextInput<'_>],
         truncate: bool,
     ) -> Result<Vec<Classification>> {
-        let Head::Sequence(head) = &self.head else {
-            return Err(self.unsupported("sequence classification"));
-        };
+        self.check_op(&EncoderOp::Classify)?;
         let encs = self.encode(inputs, truncate)?;
-        let multi = self.dir.config.multi_label;
-        self.batched(&encs, |hidden, _| {
-            let logits = head.forward(hidden)?.to_vec2::<f32>()?;
-            Ok(logits
-                .into_iter()
-                .map(|l| {
-                    let scores = if l.len() == 1 {
-                        l.clone()
-                    } else if multi {
-                        l.iter().map(|&x| sigmoid(x)).collect()
-                    } else {
-                        softmax(&l)
-                    };
-                    Classification { logits: l, scores }
-                })
-                .collect())
-        })
+        Ok(self
+            .run_all(&encs, &EncoderOp::Classify)?
+            .into_iter()
+            .filter_map(|o| match o {
+                OpOutput::Classification(c) => Some(c),
+                _ => None,
+            })
+            .collect())
     }
 
     /// Per-token label probabilities.
@@ -270,28 +380,20 @@ impl EncoderModel {
         texts: &[&str],
         truncate: bool,
     ) -> Result<Vec<TokenPredictions>> {
-        let Head::Token(head) = &self.head else {
-            return Err(self.unsupported("token classification"));
-        };
+        self.check_op(&EncoderOp::Tokens)?;
         let inputs: Vec<TextInput> = texts.iter().map(|t| TextInput::Single(t)).collect();
         let encs = self.encode(&inputs, truncate)?;
-        let probs = self.batched(&encs, |hidden, batch| {
-            let logits = head.forward(hidden)?.to_vec3::<f32>()?;
-            Ok(logits
-                .into_iter()
-                .zip(&batch.lengths)
-                .map(|(rows, &len)| {
-                    rows.into_iter()
-                        .take(len)
-                        .map(|r| softmax(&r))
-                        .collect::<Vec<_>>()
-                })
-                .collect())
-        })?;
+        let outs = self.run_all(&encs, &EncoderOp::Tokens)?;
         Ok(encs
             .into_iter()
-            .zip(probs)
-            .map(|(encoded, probs)| TokenPredictions { encoded, probs })
+            .zip(outs)
+            .map(|(encoded, o)| TokenPredictions {
+                encoded,
+                probs: match o {
+                    OpOutput::TokenProbs(p) => p,
+                    _ => Vec::new(),
+                },
+            })
             .collect())
     }
 
@@ -303,29 +405,10 @@ impl EncoderModel {
         truncate: bool,
     ) -> Result<Vec<EntityOutput>> {
         let preds = self.token_predictions(texts, truncate)?;
-        let labels = self.labels();
         Ok(preds
             .iter()
             .zip(texts)
-            .map(|(p, text)| {
-                let ids = p.label_ids();
-                let views: Vec<TokenView> = ids
-                    .iter()
-                    .enumerate()
-                    .map(|(t, &l)| TokenView {
-                        label: labels.get(l).map(String::as_str).unwrap_or("O"),
-                        score: p.probs[t][l],
-                        start: p.encoded.offsets[t].0,
-                        end: p.encoded.offsets[t].1,
-                        word: p.encoded.word_ids[t],
-                        special: p.encoded.special[t],
-                    })
-                    .collect();
-                match aggregation {
-                    Aggregation::Simple => EntityOutput::Spans(aggregate_joined(text, &views)),
-                    Aggregation::None => EntityOutput::Tokens(tokens_none(text, &views)),
-                }
-            })
+            .map(|(p, text)| entities_of(text, p, self.labels(), aggregation))
             .collect())
     }
 
@@ -335,4 +418,36 @@ impl EncoderModel {
             task,
         }
     }
+}
+
+/// Turns one text's token predictions into entities (post-processing, off the model's worker).
+pub fn entities_of(
+    text: &str,
+    p: &TokenPredictions,
+    labels: &[String],
+    aggregation: Aggregation,
+) -> EntityOutput {
+    let ids = p.label_ids();
+    let views: Vec<TokenView> = ids
+        .iter()
+        .enumerate()
+        .map(|(t, &l)| TokenView {
+            label: labels.get(l).map(String::as_str).unwrap_or("O"),
+            score: p.probs[t][l],
+            start: p.encoded.offsets[t].0,
+            end: p.encoded.offsets[t].1,
+            word: p.encoded.word_ids[t],
+            special: p.encoded.special[t],
+        })
+        .collect();
+    match aggregation {
+        Aggregation::Simple => EntityOutput::Spans(aggregate_joined(text, &views)),
+        Aggregation::None => EntityOutput::Tokens(tokens_none(text, &views)),
+    }
+}
+
+/// L2-normalizes a vector in place (a zero vector stays zero).
+pub fn l2_normalize(v: &mut [f32]) {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+    v.iter_mut().for_each(|x| *x /= norm);
 }
