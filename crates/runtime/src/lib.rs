@@ -1,7 +1,21 @@
-//! nlpd's orchestration layer. Today: resolving model names of the pack and building task
-//! prompts; the registry, dynamic batcher, caches and store land with the server issues.
+//! nlpd's orchestration layer: the model registry (lazy load, warmup, memory budget), the dynamic
+//! batcher of each encoder, the generation workers, statistics and metrics, model pack names and
+//! task prompts. No HTTP here: the server crate maps all of it to routes.
 
+pub mod config;
+pub mod encoder_worker;
+pub mod error;
+pub mod gen_worker;
+pub mod metrics;
 pub mod pack;
 pub mod prompts;
+pub mod registry;
+pub mod stats;
 
+pub use config::BatchConfig;
+pub use encoder_worker::{EncoderHandle, Lane};
+pub use error::{Result, RuntimeError};
+pub use gen_worker::{GenEvent, GenInput, GeneratorHandle};
 pub use pack::{resolve_model, PackModel, PACK};
+pub use registry::{Loaded, ModelKind, ModelSpec, ModelStatus, Registry};
+pub use stats::Stats;

@@ -1,0 +1,69 @@
+//! Runtime settings: batching knobs and the memory budget.
+
+use std::time::Duration;
+
+/// Dynamic batching per model.
+#[derive(Debug, Clone)]
+pub struct BatchConfig {
+    /// Most padded tokens (longest item × items) in one forward pass.
+    pub max_batch_tokens: usize,
+    /// Most items in one forward pass.
+    pub max_batch_size: usize,
+    /// How long a worker may wait for a batch to fill when it is not full (0: never wait).
+    pub max_wait: Duration,
+    /// Most items waiting per model; beyond that requests get 429.
+    pub max_queue: usize,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig {
+            max_batch_tokens: 16_384,
+            max_batch_size: 64,
+            max_wait: Duration::ZERO,
+            max_queue: 4096,
+        }
+    }
+}
+
+/// Parses a byte size: `123`, `512KiB`, `2GiB`, `1.5GB`, `300MB` (case-insensitive).
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size (e.g. 2GiB, 512MB, 1000000)"))?;
+    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "kib" => 1024.0,
+        "m" | "mb" => 1e6,
+        "mib" => 1024.0 * 1024.0,
+        "g" | "gb" => 1e9,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        "t" | "tb" => 1e12,
+        "tib" => 1024f64.powi(4),
+        other => return Err(format!("unknown size unit `{other}` in `{s}`")),
+    };
+    Ok((value * mult).round() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_bytes("2GiB"), Ok(2 * 1024 * 1024 * 1024));
+        assert_eq!(parse_bytes("1.5GB"), Ok(1_500_000_000));
+        assert_eq!(parse_bytes("300 mb"), Ok(300_000_000));
+        assert_eq!(parse_bytes("4096"), Ok(4096));
+        assert!(parse_bytes("lots").is_err());
+        assert!(parse_bytes("3 parsecs")
+            .unwrap_err()
+            .contains("unknown size unit"));
+    }
+}

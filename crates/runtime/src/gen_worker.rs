@@ -1,0 +1,215 @@
+//! The worker of one generative model: a thread owning the model, one generation at a time from a
+//! bounded queue, text streamed back as it is produced; a caller that goes away stops its generation.
+
+use crate::error::{Result, RuntimeError};
+use crate::metrics as m;
+use crate::stats::{Stage, Stats};
+use nlpd_engine::generate::{ChatMessage, GenModel, GenerateOptions, Generation};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tokio::sync::{mpsc as tmpsc, oneshot};
+
+/// The prompt of a generation.
+#[derive(Debug, Clone)]
+pub enum GenInput {
+    /// Chat messages, rendered with the model's chat template.
+    Chat(Vec<ChatMessage>),
+    /// Raw text, tokenized as it is (completions).
+    Text(String),
+}
+
+/// Streamed events of one generation.
+#[derive(Debug)]
+pub enum GenEvent {
+    /// The prompt is tokenized: its length.
+    Started {
+        prompt_tokens: usize,
+    },
+    Text(String),
+    Done(Generation),
+    Failed(RuntimeError),
+}
+
+enum Job {
+    Generate {
+        input: GenInput,
+        opts: GenerateOptions,
+        task: &'static str,
+        deadline: Instant,
+        enqueued: Instant,
+        events: tmpsc::UnboundedSender<GenEvent>,
+    },
+    Logits {
+        input: GenInput,
+        reply: oneshot::Sender<Result<Vec<f32>>>,
+    },
+}
+
+pub struct GeneratorHandle {
+    pub name: String,
+    pub architecture: String,
+    pub context_length: usize,
+    tx: Mutex<Option<Sender<Job>>>,
+    depth: Arc<AtomicUsize>,
+    max_queue: usize,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl GeneratorHandle {
+    pub fn spawn(
+        name: &str,
+        model: GenModel,
+        max_queue: usize,
+        stats: Arc<Stats>,
+    ) -> Result<Arc<Self>> {
+        let (tx, rx) = mpsc::channel();
+        let depth = Arc::new(AtomicUsize::new(0));
+        let architecture = model.architecture().to_string();
+        let context_length = model.context_length();
+        let worker_depth = depth.clone();
+        let worker_name = name.to_string();
+        let thread = std::thread::Builder::new()
+            .name(format!("nlpd-gen-{name}"))
+            .spawn(move || run(worker_name, model, rx, worker_depth, stats))
+            .map_err(|e| RuntimeError::Internal(format!("cannot start worker thread: {e}")))?;
+        Ok(Arc::new(GeneratorHandle {
+            name: name.to_string(),
+            architecture,
+            context_length,
+            tx: Mutex::new(Some(tx)),
+            depth,
+            max_queue,
+            thread: Mutex::new(Some(thread)),
+        }))
+    }
+
+    pub fn queue_depth(&self) -> usize {
+        self.depth.load(Ordering::Relaxed)
+    }
+
+    fn send(&self, job: Job) -> Result<()> {
+        let before = self.depth.fetch_add(1, Ordering::SeqCst);
+        if before >= self.max_queue {
+            self.depth.fetch_sub(1, Ordering::SeqCst);
+            return Err(RuntimeError::Overloaded {
+                model: self.name.clone(),
+                depth: before,
+                retry_after_s: 2,
+            });
+        }
+        let guard = self.tx.lock().unwrap_or_else(|p| p.into_inner());
+        match guard.as_ref().map(|tx| tx.send(job).is_ok()) {
+            Some(true) => Ok(()),
+            _ => {
+                self.depth.fetch_sub(1, Ordering::SeqCst);
+                Err(RuntimeError::ShuttingDown)
+            }
+        }
+    }
+
+    /// Starts a generation; events arrive on the returned channel (dropping it cancels).
+    pub fn generate(
+        &self,
+        input: GenInput,
+        opts: GenerateOptions,
+        task: &'static str,
+        deadline: Instant,
+    ) -> Result<tmpsc::UnboundedReceiver<GenEvent>> {
+        let (events, rx) = tmpsc::unbounded_channel();
+        self.send(Job::Generate {
+            input,
+            opts,
+            task,
+            deadline,
+            enqueued: Instant::now(),
+            events,
+        })?;
+        Ok(rx)
+    }
+
+    /// The next-token logits after `input` (one forward pass).
+    pub async fn next_token_logits(&self, input: GenInput) -> Result<Vec<f32>> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Job::Logits { input, reply })?;
+        rx.await
+            .map_err(|_| RuntimeError::Internal(format!("worker of `{}` stopped", self.name)))?
+    }
+
+    pub fn close(&self) {
+        self.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+}
+
+impl Drop for GeneratorHandle {
+    fn drop(&mut self) {
+        self.close();
+        if let Some(t) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn prompt_ids(model: &GenModel, input: &GenInput) -> Result<Vec<u32>> {
+    let text = match input {
+        GenInput::Chat(messages) => model.render_chat(messages)?,
+        GenInput::Text(t) => t.clone(),
+    };
+    Ok(model.encode(&text)?)
+}
+
+fn run(
+    name: String,
+    mut model: GenModel,
+    rx: Receiver<Job>,
+    depth: Arc<AtomicUsize>,
+    stats: Arc<Stats>,
+) {
+    while let Ok(job) = rx.recv() {
+        match job {
+            Job::Logits { input, reply } => {
+                let r =
+                    prompt_ids(&model, &input).and_then(|ids| Ok(model.next_token_logits(&ids)?));
+                let _ = reply.send(r);
+            }
+            Job::Generate {
+                input,
+                opts,
+                task,
+                deadline,
+                enqueued,
+                events,
+            } => {
+                let start = Instant::now();
+                stats.stage(task, &name, Stage::Queue, start.duration_since(enqueued));
+                m::stage(m::QUEUE_DURATION, &name, start.duration_since(enqueued));
+                if events.is_closed() {
+                    metrics::counter!(m::DROPPED, "model" => name.clone()).increment(1);
+                } else if start >= deadline {
+                    metrics::counter!(m::DROPPED, "model" => name.clone()).increment(1);
+                    let _ = events.send(GenEvent::Failed(RuntimeError::DeadlineExceeded));
+                } else {
+                    let result = prompt_ids(&model, &input).and_then(|ids| {
+                        let _ = events.send(GenEvent::Started {
+                            prompt_tokens: ids.len(),
+                        });
+                        let mut on_text = |piece: &str| {
+                            Instant::now() < deadline
+                                && events.send(GenEvent::Text(piece.to_string())).is_ok()
+                        };
+                        Ok(model.generate(&ids, &opts, &mut on_text)?)
+                    });
+                    let took = start.elapsed();
+                    stats.stage(task, &name, Stage::Inference, took);
+                    m::stage(m::INFERENCE_DURATION, &name, took);
+                    let _ = events.send(match result {
+                        Ok(g) => GenEvent::Done(g),
+                        Err(e) => GenEvent::Failed(e),
+                    });
+                }
+            }
+        }
+        depth.fetch_sub(1, Ordering::SeqCst);
+    }
+}

@@ -1,0 +1,90 @@
+//! Prometheus metric names and the helpers that record them (through the `metrics` facade; the
+//! server installs the exporter). `/v1/stats` is fed from the same call sites via [`crate::stats`].
+
+use std::time::Duration;
+
+pub const REQUESTS: &str = "nlpd_requests_total";
+pub const REQUEST_DURATION: &str = "nlpd_request_duration_seconds";
+pub const QUEUE_DURATION: &str = "nlpd_queue_duration_seconds";
+pub const TOKENIZE_DURATION: &str = "nlpd_tokenize_duration_seconds";
+pub const INFERENCE_DURATION: &str = "nlpd_inference_duration_seconds";
+pub const POSTPROCESS_DURATION: &str = "nlpd_postprocess_duration_seconds";
+pub const BATCH_SIZE: &str = "nlpd_batch_size";
+pub const BATCH_TOKENS: &str = "nlpd_batch_tokens";
+pub const QUEUE_DEPTH: &str = "nlpd_queue_depth";
+pub const MODEL_LOADED: &str = "nlpd_model_loaded";
+pub const MODEL_BYTES: &str = "nlpd_model_bytes";
+pub const RESIDENT_BYTES: &str = "nlpd_process_resident_bytes";
+pub const DROPPED: &str = "nlpd_items_dropped_total";
+
+/// Histogram buckets for durations: 0.1 ms … 30 s.
+pub const DURATION_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+    10.0, 30.0,
+];
+/// Buckets for batch sizes (items).
+pub const BATCH_SIZE_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
+/// Buckets for batch tokens (padded).
+pub const BATCH_TOKEN_BUCKETS: &[f64] = &[16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0];
+
+/// Registers help texts (call once after installing a recorder).
+pub fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(REQUESTS, "HTTP requests by route, model and status");
+    describe_histogram!(
+        REQUEST_DURATION,
+        Unit::Seconds,
+        "End-to-end request latency"
+    );
+    describe_histogram!(
+        QUEUE_DURATION,
+        Unit::Seconds,
+        "Time items wait in a model's queue"
+    );
+    describe_histogram!(
+        TOKENIZE_DURATION,
+        Unit::Seconds,
+        "Tokenization time per request"
+    );
+    describe_histogram!(
+        INFERENCE_DURATION,
+        Unit::Seconds,
+        "Forward pass time per batch"
+    );
+    describe_histogram!(
+        POSTPROCESS_DURATION,
+        Unit::Seconds,
+        "Post-processing time per request"
+    );
+    describe_histogram!(BATCH_SIZE, "Items per forward pass");
+    describe_histogram!(BATCH_TOKENS, "Padded tokens per forward pass");
+    describe_gauge!(QUEUE_DEPTH, "Items waiting per model");
+    describe_gauge!(MODEL_LOADED, "1 when the model is loaded");
+    describe_gauge!(MODEL_BYTES, Unit::Bytes, "Weight bytes of a loaded model");
+    describe_gauge!(
+        RESIDENT_BYTES,
+        Unit::Bytes,
+        "Resident memory of the process"
+    );
+    describe_counter!(
+        DROPPED,
+        "Items dropped before compute (deadline passed or client gone)"
+    );
+}
+
+pub fn stage(name: &'static str, model: &str, d: Duration) {
+    metrics::histogram!(name, "model" => model.to_string()).record(d.as_secs_f64());
+}
+
+/// Resident set size of this process in bytes (Linux; 0 elsewhere).
+pub fn resident_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|p| p.parse::<u64>().ok())
+        })
+        .map(|pages| pages * 4096)
+        .unwrap_or(0)
+}
