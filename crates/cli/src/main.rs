@@ -1,5 +1,5 @@
-//! The `nlpd` binary: one-shot task commands today (`embed`, `classify`, `entities`, `explain`);
-//! `serve`, `bench`, `tune`, `profile`, `models` and `train` follow.
+//! The `nlpd` binary: `serve` and the one-shot task commands (`embed`, `classify`, `entities`,
+//! `explain`); `bench`, `tune`, `profile`, `models` and `train` follow.
 
 mod commands;
 mod io;
@@ -40,9 +40,15 @@ enum Command {
     Entities(commands::entities::Args),
     /// Explain code with a generative model: {"code": ..., "language"?: ...} → streamed text.
     Explain(commands::explain::Args),
+    /// Serve every task over HTTP with dynamic batching (see `nlpd serve --help`).
+    Serve(Box<commands::serve::Args>),
 }
 
 fn main() -> ExitCode {
+    if let Err(e) = commands::serve::apply_config_file() {
+        eprintln!("nlpd: error: {e:#}");
+        return ExitCode::from(2);
+    }
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -55,6 +61,7 @@ fn main() -> ExitCode {
         Command::Classify(a) => commands::classify::run(a, &cli.models_dir),
         Command::Entities(a) => commands::entities::run(a, &cli.models_dir),
         Command::Explain(a) => commands::explain::run(a, &cli.models_dir),
+        Command::Serve(a) => commands::serve::run(*a, &cli.models_dir),
     };
     match result {
         Ok(0) => ExitCode::SUCCESS,

@@ -1,4 +1,16 @@
-//! nlpd's HTTP layer (axum routes, request validation, error mapping). It is built by the server
-//! issue; until then the `nlpd` binary offers the one-shot task commands only.
+//! nlpd's HTTP layer: axum routes for every task, request validation with errors that name the
+//! field, one error type mapped exhaustively to status codes, metrics and health.
 
+pub mod app;
+pub mod error;
+pub mod json;
+pub mod openapi;
+pub mod pipeline;
+pub mod routes;
+pub mod state;
+pub mod types;
+
+pub use app::{router, serve};
+pub use error::ApiError;
 pub use nlpd_runtime as runtime;
+pub use state::ServerConfig;

@@ -1,0 +1,288 @@
+//! `nlpd serve`: every model of the pack (or the models named with --model) over HTTP.
+
+use anyhow::{bail, Context, Result};
+use nlpd_runtime::config::parse_bytes;
+use nlpd_runtime::{BatchConfig, ModelSpec, Registry, Stats, PACK};
+use nlpd_server::ServerConfig;
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// TOML file with any of these settings (keys as the flag names, e.g. `max-batch-tokens = 8192`);
+    /// flags and NLPD_* variables win over it.
+    #[arg(long, env = "NLPD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long, env = "NLPD_HOST", default_value = "0.0.0.0")]
+    pub host: String,
+    /// Port to listen on (0 picks a free one and prints it).
+    #[arg(long, env = "NLPD_PORT", default_value_t = 8080)]
+    pub port: u16,
+    /// A model to serve, NAME=PATH or NAME=PATH:TASK (repeatable or comma-separated). PATH is a
+    /// Hugging Face model directory or a GGUF file; the task (embed, classify, entities, generate,
+    /// nli, rerank) is inferred from the config. Without any, the installed pack is served.
+    #[arg(long = "model", env = "NLPD_MODELS", value_delimiter = ',')]
+    pub models: Vec<String>,
+    /// The default model of a task, TASK=NAME (repeatable or comma-separated).
+    #[arg(
+        long = "default-model",
+        env = "NLPD_DEFAULT_MODELS",
+        value_delimiter = ','
+    )]
+    pub default_models: Vec<String>,
+    /// Load and warm up every model at start (otherwise each loads on first use).
+    #[arg(long, env = "NLPD_PRELOAD")]
+    pub preload: bool,
+    /// Most bytes of model weights loaded at once (e.g. 2GiB); least recently used idle models unload.
+    #[arg(long, env = "NLPD_MEMORY_BUDGET")]
+    pub memory_budget: Option<String>,
+    /// Most padded tokens in one forward pass.
+    #[arg(long, env = "NLPD_MAX_BATCH_TOKENS", default_value_t = 16384)]
+    pub max_batch_tokens: usize,
+    /// Most inputs in one forward pass.
+    #[arg(long, env = "NLPD_MAX_BATCH_SIZE", default_value_t = 64)]
+    pub max_batch_size: usize,
+    /// Microseconds a free worker waits for a batch to fill (0: never delay).
+    #[arg(long, env = "NLPD_MAX_WAIT_US", default_value_t = 0)]
+    pub max_wait_us: u64,
+    /// Most inputs waiting per model; beyond it requests get 429 with Retry-After.
+    #[arg(long, env = "NLPD_MAX_QUEUE", default_value_t = 4096)]
+    pub max_queue: usize,
+    /// Accepted API key (repeatable or comma-separated); clients send `Authorization: Bearer KEY`.
+    #[arg(
+        long = "api-key",
+        env = "NLPD_API_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub api_keys: Vec<String>,
+    /// File with one API key per line.
+    #[arg(long, env = "NLPD_API_KEY_FILE")]
+    pub api_key_file: Option<PathBuf>,
+    /// Most tokens per input (below the model's own limit); longer inputs are truncated, or refused
+    /// with 422 when the request sets `truncate: false`.
+    #[arg(long, env = "NLPD_MAX_INPUT_TOKENS")]
+    pub max_input_tokens: Option<usize>,
+    /// Largest request body (e.g. 8MiB); larger bodies get 413.
+    #[arg(long, env = "NLPD_MAX_REQUEST_BYTES", default_value = "8MiB")]
+    pub max_request_bytes: String,
+    /// Most inputs in one request; more get 413.
+    #[arg(long, env = "NLPD_MAX_INPUTS_PER_REQUEST", default_value_t = 2048)]
+    pub max_inputs_per_request: usize,
+    /// Seconds a request may take (queue + compute) before 504; requests can lower it with `timeout_ms`.
+    #[arg(long, env = "NLPD_REQUEST_TIMEOUT", default_value_t = 30.0)]
+    pub request_timeout: f64,
+}
+
+/// Before clap parses: a `--config` TOML file becomes NLPD_* variables (never overriding ones
+/// already set), so flags > environment > file.
+pub fn apply_config_file() -> Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let path = args
+        .iter()
+        .position(|a| a == "--config")
+        .and_then(|i| args.get(i + 1).cloned())
+        .or_else(|| {
+            args.iter()
+                .find_map(|a| a.strip_prefix("--config=").map(str::to_string))
+        })
+        .or_else(|| std::env::var("NLPD_CONFIG").ok());
+    let Some(path) = path else { return Ok(()) };
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read config file {path}"))?;
+    let table: toml::Table = text
+        .parse()
+        .with_context(|| format!("config file {path} is not valid TOML"))?;
+    for (key, value) in table {
+        let var = match key.as_str() {
+            "model" | "models" => "NLPD_MODELS".to_string(),
+            "default-model" | "default-models" => "NLPD_DEFAULT_MODELS".to_string(),
+            "api-key" | "api-keys" => "NLPD_API_KEYS".to_string(),
+            k => format!("NLPD_{}", k.replace('-', "_").to_ascii_uppercase()),
+        };
+        let text = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Array(a) => a
+                .iter()
+                .map(|v| {
+                    v.as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| v.to_string())
+                })
+                .collect::<Vec<_>>()
+                .join(","),
+            other => other.to_string(),
+        };
+        if std::env::var_os(&var).is_none() {
+            // SAFETY: called at the start of main, before any other thread exists.
+            unsafe { std::env::set_var(&var, text) };
+        }
+    }
+    Ok(())
+}
+
+fn model_specs(args: &Args, models_dir: &Path) -> Result<Vec<ModelSpec>> {
+    let mut specs = Vec::new();
+    if args.models.is_empty() {
+        for m in PACK {
+            let dir = models_dir.join(m.dir);
+            if dir.exists() {
+                let task = if m.task == "explain" {
+                    "generate"
+                } else {
+                    m.task
+                };
+                specs
+                    .push(ModelSpec::inspect(m.dir, &dir, Some(task)).map_err(anyhow::Error::msg)?);
+            }
+        }
+        if specs.is_empty() {
+            bail!(
+                "no --model given and no pack model is installed in {}: run `make models`",
+                models_dir.display()
+            );
+        }
+        return Ok(specs);
+    }
+    for raw in &args.models {
+        let (name, rest) = raw
+            .split_once('=')
+            .with_context(|| format!("--model `{raw}`: expected NAME=PATH or NAME=PATH:TASK"))?;
+        let (path, task) = match rest.rsplit_once(':') {
+            Some((p, t)) if nlpd_runtime::registry::TASKS.contains(&t) => (p, Some(t)),
+            _ => (rest, None),
+        };
+        let path = nlpd_runtime::resolve_model(path, models_dir)?;
+        specs.push(
+            ModelSpec::inspect(name, &path, task)
+                .map_err(anyhow::Error::msg)
+                .with_context(|| format!("--model {raw}"))?,
+        );
+    }
+    Ok(specs)
+}
+
+pub fn run(args: Args, models_dir: &Path) -> Result<usize> {
+    let specs = model_specs(&args, models_dir)?;
+    let mut defaults = BTreeMap::new();
+    for d in &args.default_models {
+        let (task, name) = d
+            .split_once('=')
+            .with_context(|| format!("--default-model `{d}`: expected TASK=NAME"))?;
+        defaults.insert(task.to_string(), name.to_string());
+    }
+    let budget = args
+        .memory_budget
+        .as_deref()
+        .map(parse_bytes)
+        .transpose()
+        .map_err(anyhow::Error::msg)
+        .context("--memory-budget")?;
+    let max_request_bytes = parse_bytes(&args.max_request_bytes)
+        .map_err(anyhow::Error::msg)
+        .context("--max-request-bytes")? as usize;
+    if !(args.request_timeout > 0.0 && args.request_timeout.is_finite()) {
+        bail!("--request-timeout must be a positive number of seconds");
+    }
+    let mut keys: HashSet<String> = args
+        .api_keys
+        .iter()
+        .map(|k| k.trim().to_string())
+        .filter(|k| !k.is_empty())
+        .collect();
+    if let Some(f) = &args.api_key_file {
+        let text = std::fs::read_to_string(f)
+            .with_context(|| format!("cannot read --api-key-file {}", f.display()))?;
+        keys.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_string),
+        );
+    }
+    let batch = BatchConfig {
+        max_batch_tokens: args.max_batch_tokens.max(1),
+        max_batch_size: args.max_batch_size.max(1),
+        max_wait: Duration::from_micros(args.max_wait_us),
+        max_queue: args.max_queue.max(1),
+    };
+    let config = ServerConfig {
+        api_keys: keys,
+        max_request_bytes,
+        max_inputs_per_request: args.max_inputs_per_request.max(1),
+        request_timeout: Duration::from_secs_f64(args.request_timeout),
+        ..ServerConfig::default()
+    };
+    tracing::info!(
+        host = %args.host, port = args.port, preload = args.preload, memory_budget = ?budget,
+        max_batch_tokens = batch.max_batch_tokens, max_batch_size = batch.max_batch_size,
+        max_wait_us = args.max_wait_us, max_queue = batch.max_queue, api_keys = config.api_keys.len(),
+        max_input_tokens = ?args.max_input_tokens, max_request_bytes, max_inputs_per_request = config.max_inputs_per_request,
+        request_timeout_s = args.request_timeout, "effective configuration (API keys redacted)"
+    );
+    eprintln!("nlpd: configuration: host={} port={} preload={} memory_budget={} max_batch_tokens={} max_batch_size={} max_wait_us={} max_queue={} api_keys={} max_input_tokens={} max_request_bytes={} max_inputs_per_request={} request_timeout={}s",
+        args.host, args.port, args.preload, budget.map(|b| b.to_string()).unwrap_or_else(|| "none".into()), batch.max_batch_tokens, batch.max_batch_size,
+        args.max_wait_us, batch.max_queue, if config.api_keys.is_empty() { "none".to_string() } else { format!("{} (redacted)", config.api_keys.len()) },
+        args.max_input_tokens.map(|n| n.to_string()).unwrap_or_else(|| "model limit".into()), max_request_bytes, config.max_inputs_per_request, args.request_timeout);
+    for s in &specs {
+        eprintln!(
+            "nlpd: model {} task={} kind={:?} arch={} bytes={} path={}",
+            s.name,
+            s.task,
+            s.kind,
+            s.architecture,
+            s.bytes,
+            s.path.display()
+        );
+    }
+    let stats = Arc::new(Stats::default());
+    let mut registry =
+        Registry::new(specs, defaults, batch, budget, stats).map_err(anyhow::Error::msg)?;
+    registry.set_max_input_tokens(args.max_input_tokens);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
+            .await
+            .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
+        let addr = listener.local_addr()?;
+        if args.preload {
+            registry.preload_all().await;
+        }
+        let registry = Arc::new(registry);
+        eprintln!("nlpd: listening on http://{addr}");
+        println!("listening on http://{addr}");
+        nlpd_server::serve(listener, registry, config, shutdown_signal())
+            .await
+            .context("server error")?;
+        eprintln!("nlpd: stopped");
+        Ok(0)
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    eprintln!("nlpd: shutting down: finishing in-flight requests");
+}

@@ -1,0 +1,190 @@
+//! The official `openai` Python client, unchanged, against the real `nlpd serve`: embeddings
+//! (base64 and float, batches, `dimensions`), chat completions (plain and streamed), completions,
+//! the model list and an error. The checks live in tests/python/openai_client_check.py; the
+//! client is pinned in tests/python/requirements.txt and installed by scripts/test-venv.sh.
+//! The server is stopped with SIGTERM at the end and must shut down cleanly (exit 0).
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+const LISTEN_TIMEOUT: Duration = Duration::from_secs(60);
+const CHECK_TIMEOUT: Duration = Duration::from_secs(600);
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Models the checks need: the default embedding model and the default generator.
+const NEEDED_MODELS: &[&str] = &["all-MiniLM-L6-v2", "smollm2-135m-instruct"];
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn models() -> PathBuf {
+    std::env::var_os("NLPD_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("models"))
+}
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Under CI a missing prerequisite is a failure; locally the test is skipped, loudly.
+fn missing(what: &str, fix: &str) {
+    if in_ci() {
+        panic!("{what} missing under CI: run `{fix}`");
+    }
+    eprintln!("\n!!! SKIPPING openai_client: {what} missing; run `{fix}` !!!\n");
+}
+
+/// Kills (and reaps) the child when dropped unless it has already exited: no stray servers or
+/// Python processes when an assertion fails.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn read_all(r: impl Read + Send + 'static) -> thread::JoinHandle<String> {
+    thread::spawn(move || {
+        let mut s = String::new();
+        let _ = BufReader::new(r).read_to_string(&mut s);
+        s
+    })
+}
+
+/// Starts `nlpd serve --port 0 --host 127.0.0.1` and returns it with its base URL once it prints
+/// `listening on http://ADDR`. Its stderr goes to the test's; stdout keeps being drained (and
+/// echoed) by a thread so the server never blocks on a full pipe.
+fn start_server() -> (KillOnDrop, String) {
+    let child = Command::new(env!("CARGO_BIN_EXE_nlpd"))
+        .args(["serve", "--port", "0", "--host", "127.0.0.1"])
+        .env("NLPD_MODELS_DIR", models())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn nlpd serve");
+    let mut server = KillOnDrop(child);
+    let stdout = server.0.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let mut sent = false;
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            println!("[nlpd stdout] {line}");
+            if !sent {
+                if let Some(url) = line.trim().strip_prefix("listening on ") {
+                    let _ = tx.send(url.trim_end_matches('/').to_string());
+                    sent = true;
+                }
+            }
+        }
+    });
+    match rx.recv_timeout(LISTEN_TIMEOUT) {
+        Ok(url) => (server, url),
+        Err(_) => {
+            let status = server.0.try_wait().ok().flatten();
+            panic!(
+                "nlpd serve did not print `listening on ...` within {LISTEN_TIMEOUT:?} (exited: {status:?}; see its stderr above)"
+            );
+        }
+    }
+}
+
+#[test]
+fn official_openai_python_client_works_against_nlpd_serve() {
+    let repo = repo();
+    let python = repo.join(".venv-test/bin/python");
+    if !python.is_file() {
+        missing(
+            &format!("{} (the openai client venv)", python.display()),
+            "scripts/test-venv.sh",
+        );
+        return;
+    }
+    for m in NEEDED_MODELS {
+        let dir = models().join(m);
+        if !dir.join(".nlpd-pack.json").is_file() {
+            missing(&format!("model {}", dir.display()), "make models");
+            return;
+        }
+    }
+    let script = repo.join("tests/python/openai_client_check.py");
+    assert!(script.is_file(), "{} not found", script.display());
+
+    let (mut server, url) = start_server();
+    eprintln!("nlpd serve is up at {url}; running {}", script.display());
+
+    let mut check = KillOnDrop(
+        Command::new(&python)
+            .arg(&script)
+            .arg(&url)
+            .current_dir(&repo)
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .env("PYTHONUNBUFFERED", "1")
+            // The server is local: never send these requests through a proxy.
+            .env("NO_PROXY", "127.0.0.1,localhost")
+            .env("no_proxy", "127.0.0.1,localhost")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn .venv-test/bin/python"),
+    );
+    let out = read_all(check.0.stdout.take().unwrap());
+    let err = read_all(check.0.stderr.take().unwrap());
+    let status = wait_timeout(&mut check.0, CHECK_TIMEOUT);
+    if status.is_none() {
+        let _ = check.0.kill();
+        let _ = check.0.wait();
+    }
+    let (out, err) = (out.join().unwrap(), err.join().unwrap());
+    println!("--- openai_client_check.py stdout ---\n{out}--- stderr ---\n{err}--- end ---");
+    let status =
+        status.unwrap_or_else(|| panic!("openai_client_check.py ran past {CHECK_TIMEOUT:?}"));
+    assert!(
+        status.success(),
+        "openai_client_check.py failed ({status}):\n{}",
+        out.lines()
+            .filter(|l| l.starts_with("FAIL"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+
+    // Graceful shutdown: SIGTERM, in-flight work finishes, exit 0.
+    let pid = server.0.id().to_string();
+    let kill = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("run kill");
+    assert!(kill.success(), "kill -TERM {pid} failed: {kill}");
+    let status = wait_timeout(&mut server.0, SHUTDOWN_TIMEOUT).unwrap_or_else(|| {
+        panic!("nlpd serve did not exit within {SHUTDOWN_TIMEOUT:?} of SIGTERM")
+    });
+    assert!(
+        status.success(),
+        "nlpd serve exited with {status} after SIGTERM, expected 0"
+    );
+}

@@ -1,0 +1,177 @@
+//! The router, its middleware (auth, request metrics, limits, compression, CORS, request ids,
+//! tracing) and serving with graceful shutdown.
+
+use crate::error::ApiError;
+use crate::routes::{encode, generate, ops, tei};
+use crate::state::{AppState, Served, ServerConfig};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{header, HeaderName};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use nlpd_runtime::{metrics as m, Registry};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+use tower_http::compression::CompressionLayer;
+use tower_http::cors::CorsLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+/// The process-wide Prometheus recorder (installed once, shared by every server in the process).
+pub fn prometheus() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), m::DURATION_BUCKETS)
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(m::BATCH_SIZE.into()),
+                        m::BATCH_SIZE_BUCKETS,
+                    )
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(m::BATCH_TOKENS.into()),
+                        m::BATCH_TOKEN_BUCKETS,
+                    )
+                })
+                .map(|b| b.build_recorder())
+                .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_ok() {
+                m::describe();
+            }
+            handle
+        })
+        .clone()
+}
+
+pub fn router(registry: Arc<Registry>, config: ServerConfig) -> Router {
+    let started_unix_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let state = AppState {
+        registry,
+        config: Arc::new(config),
+        prometheus: prometheus(),
+        started_unix_s,
+    };
+    let api = Router::new()
+        .route("/v1/embed", post(encode::embed))
+        .route("/v1/embeddings", post(encode::openai_embeddings))
+        .route("/v1/classify", post(encode::classify))
+        .route("/v1/entities", post(encode::entities))
+        .route("/v1/nli", post(encode::nli))
+        .route("/v1/rerank", post(encode::rerank))
+        .route("/v1/tokenize", post(encode::tokenize))
+        .route("/v1/chat/completions", post(generate::chat_completions))
+        .route("/v1/completions", post(generate::completions))
+        .route("/v1/explain", post(generate::explain))
+        .route("/v1/models", get(ops::models))
+        .route("/v1/models/{name}", get(ops::model))
+        .route("/v1/models/{name}/load", post(ops::load))
+        .route("/v1/models/{name}/unload", post(ops::unload))
+        .route("/v1/stats", get(ops::stats))
+        .route("/embed", post(tei::embed))
+        .route("/rerank", post(tei::rerank))
+        .route("/predict", post(tei::predict))
+        .route("/tokenize", post(tei::tokenize))
+        .route("/info", get(tei::info))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth));
+    let open = Router::new()
+        .route("/health", get(ops::ready))
+        .route("/health/ready", get(ops::ready))
+        .route("/health/live", get(ops::live))
+        .route("/metrics", get(ops::metrics))
+        .route(
+            "/openapi.json",
+            get(|| async { axum::Json(crate::openapi::spec()) }),
+        );
+    let request_id = HeaderName::from_static("x-request-id");
+    api.merge(open)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), record))
+        .layer(DefaultBodyLimit::max(state.config.max_request_bytes))
+        .layer(CompressionLayer::new())
+        .layer(CorsLayer::permissive())
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError::NotFound {
+        message: format!("no route {} {}", req.method(), req.uri().path()),
+        param: None,
+    }
+}
+
+async fn method_not_allowed(req: Request) -> ApiError {
+    ApiError::MethodNotAllowed {
+        message: format!("{} is not allowed on {}", req.method(), req.uri().path()),
+    }
+}
+
+/// Bearer-token check when API keys are configured (health and metrics stay open).
+async fn auth(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    if st.config.api_keys.is_empty() {
+        return next.run(req).await;
+    }
+    let token = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t)
+        .map(str::trim);
+    match token {
+        Some(t) if st.config.api_keys.contains(t) => next.run(req).await,
+        _ => ApiError::Unauthorized.into_response(),
+    }
+}
+
+/// Counts every request by route, model and status, and feeds `/v1/stats`.
+async fn record(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let start = Instant::now();
+    let resp = next.run(req).await;
+    let took = start.elapsed();
+    let status = resp.status();
+    let served = resp.extensions().get::<Served>().cloned();
+    let model = served.as_ref().map(|s| s.model.clone()).unwrap_or_default();
+    metrics::counter!(m::REQUESTS, "route" => route.clone(), "model" => model.clone(), "status" => status.as_u16().to_string()).increment(1);
+    if let Some(s) = served {
+        metrics::histogram!(m::REQUEST_DURATION, "route" => route, "model" => model)
+            .record(took.as_secs_f64());
+        st.stats()
+            .request(s.task, &s.model, s.inputs, status.is_success(), took);
+    }
+    resp
+}
+
+/// Serves until `shutdown` resolves, then finishes in-flight requests and stops the workers.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    registry: Arc<Registry>,
+    config: ServerConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(registry.clone(), config);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    let r = registry.clone();
+    let _ = tokio::task::spawn_blocking(move || r.shutdown()).await;
+    Ok(())
+}

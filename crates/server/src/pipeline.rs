@@ -1,0 +1,112 @@
+//! The path every encoder request takes: resolve the model (lazy load), tokenize off the async
+//! threads, queue each input in the model's batcher, await the results under the deadline.
+
+use crate::error::ApiError;
+use crate::state::{AppState, Served};
+use nlpd_engine::{Encoded, EncoderOp, OpOutput, TextInput};
+use nlpd_runtime::stats::Stage;
+use nlpd_runtime::{metrics as m, EncoderHandle, Lane};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// One input: a text or a pair.
+pub type Input = (String, Option<String>);
+
+pub struct EncoderRun {
+    pub outputs: Vec<OpOutput>,
+    pub encodings: Vec<Encoded>,
+    pub handle: Arc<EncoderHandle>,
+    pub served: Served,
+}
+
+impl EncoderRun {
+    pub fn tokens(&self) -> usize {
+        self.encodings.iter().map(Encoded::len).sum()
+    }
+}
+
+/// The request's deadline: its own `timeout_ms` or the server's `--request-timeout`.
+pub fn deadline(state: &AppState, timeout_ms: Option<u64>) -> (Instant, Duration) {
+    let d = timeout_ms
+        .map(Duration::from_millis)
+        .unwrap_or(state.config.request_timeout);
+    (Instant::now() + d, d)
+}
+
+pub async fn run_encoder(
+    state: &AppState,
+    model: Option<&str>,
+    task: &'static str,
+    inputs: Vec<Input>,
+    op: EncoderOp,
+    truncate: bool,
+    timeout_ms: Option<u64>,
+) -> Result<EncoderRun, ApiError> {
+    let (deadline, budget) = deadline(state, timeout_ms);
+    let name = state.registry.resolve(model, task)?;
+    let work = async {
+        let handle = state.registry.encoder(&name).await?;
+        let n = inputs.len();
+        let t0 = Instant::now();
+        let h = handle.clone();
+        let encodings = tokio::task::spawn_blocking(move || {
+            inputs
+                .iter()
+                .enumerate()
+                .map(|(i, (a, b))| {
+                    let input = match b {
+                        Some(b) => TextInput::Pair(a, b),
+                        None => TextInput::Single(a),
+                    };
+                    h.info.tokenizer.encode(input, truncate, i)
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await
+        .map_err(|e| ApiError::Internal {
+            message: format!("tokenizer task failed: {e}"),
+        })??;
+        let took = t0.elapsed();
+        m::stage(m::TOKENIZE_DURATION, &name, took);
+        state.stats().stage(task, &name, Stage::Tokenize, took);
+        let lane = if n > state.config.bulk_threshold {
+            Lane::Bulk
+        } else {
+            Lane::Interactive
+        };
+        let outputs = handle
+            .run(encodings.clone(), op, task, lane, deadline)
+            .await?;
+        Ok::<_, ApiError>(EncoderRun {
+            outputs,
+            encodings,
+            handle,
+            served: Served {
+                task,
+                model: name.clone(),
+                inputs: n,
+            },
+        })
+    };
+    match tokio::time::timeout(budget, work).await {
+        Ok(r) => r,
+        Err(_) => Err(ApiError::Timeout {
+            message: format!(
+                "the request took longer than its {} ms deadline",
+                budget.as_millis()
+            ),
+        }),
+    }
+}
+
+/// Times post-processing of a request.
+pub fn postprocess<T>(state: &AppState, served: &Served, f: impl FnOnce() -> T) -> T {
+    let t0 = Instant::now();
+    let out = f();
+    let took = t0.elapsed();
+    m::stage(m::POSTPROCESS_DURATION, &served.model, took);
+    state
+        .stats()
+        .stage(served.task, &served.model, Stage::Postprocess, took);
+    out
+}

@@ -1,0 +1,561 @@
+//! Encoder routes: embeddings (native and OpenAI), classification, entities, NLI, rerank,
+//! tokenization, combined analysis.
+
+use super::respond;
+use crate::error::ApiError;
+use crate::json::ApiJson;
+use crate::pipeline::{postprocess, run_encoder, Input};
+use crate::state::{AppState, Served};
+use crate::types::{check_count, ClassifyInputs, LabelScore, Texts, Usage};
+use axum::extract::State;
+use axum::response::Response;
+use base64::Engine as _;
+use nlpd_engine::{entities_of, Aggregation, EncoderOp, EntityOutput, OpOutput, TokenPredictions};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+fn singles(v: Vec<String>) -> Vec<Input> {
+    v.into_iter().map(|t| (t, None)).collect()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbedRequest {
+    model: Option<String>,
+    inputs: Texts,
+    #[serde(default = "yes")]
+    normalize: bool,
+    #[serde(default = "yes")]
+    truncate: bool,
+    dimensions: Option<usize>,
+    timeout_ms: Option<u64>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+pub async fn embed(
+    State(st): State<AppState>,
+    ApiJson(req): ApiJson<EmbedRequest>,
+) -> Result<Response, ApiError> {
+    let texts = req.inputs.into_vec();
+    check_count(texts.len(), "inputs", st.config.max_inputs_per_request)?;
+    let op = EncoderOp::Embed {
+        normalize: req.normalize,
+        dimensions: req.dimensions,
+    };
+    let run = run_encoder(
+        &st,
+        req.model.as_deref(),
+        "embed",
+        singles(texts),
+        op,
+        req.truncate,
+        req.timeout_ms,
+    )
+    .await?;
+    let embeddings: Vec<Vec<f32>> = run
+        .outputs
+        .into_iter()
+        .filter_map(OpOutput::into_embedding)
+        .collect();
+    Ok(respond(run.served, EmbedResponse { embeddings }))
+}
+
+/// Serialized directly (not through `json!`) so floats keep their short f32 form.
+#[derive(Serialize)]
+struct EmbedResponse {
+    embeddings: Vec<Vec<f32>>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum EmbeddingValue {
+    Float(Vec<f32>),
+    Base64(String),
+}
+
+#[derive(Serialize)]
+struct OpenAiEmbedding {
+    object: &'static str,
+    index: usize,
+    embedding: EmbeddingValue,
+}
+
+#[derive(Serialize)]
+struct OpenAiEmbeddingsResponse {
+    object: &'static str,
+    data: Vec<OpenAiEmbedding>,
+    model: String,
+    usage: Usage,
+}
+
+/// OpenAI `input`: text, texts, or token ids (refused: nlpd tokenizes itself).
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub enum OpenAiInput {
+    One(String),
+    Many(Vec<String>),
+    Tokens(Vec<Value>),
+}
+
+#[derive(Deserialize)]
+pub struct OpenAiEmbeddingsRequest {
+    model: Option<String>,
+    input: OpenAiInput,
+    encoding_format: Option<String>,
+    dimensions: Option<usize>,
+    #[allow(dead_code)]
+    user: Option<String>,
+}
+
+pub async fn openai_embeddings(
+    State(st): State<AppState>,
+    ApiJson(req): ApiJson<OpenAiEmbeddingsRequest>,
+) -> Result<Response, ApiError> {
+    let texts = match req.input {
+        OpenAiInput::One(s) => vec![s],
+        OpenAiInput::Many(v) => v,
+        OpenAiInput::Tokens(_) => {
+            return Err(ApiError::bad(
+                "input",
+                "token-id inputs are not supported: send text",
+            ))
+        }
+    };
+    check_count(texts.len(), "input", st.config.max_inputs_per_request)?;
+    let base64 = match req.encoding_format.as_deref() {
+        None | Some("float") => false,
+        Some("base64") => true,
+        Some(other) => {
+            return Err(ApiError::bad(
+                "encoding_format",
+                format!("encoding_format must be `float` or `base64`, not `{other}`"),
+            ))
+        }
+    };
+    // OpenAI clients send their own model names: one this server does not have means the default.
+    let model = req.model.filter(|m| st.registry.spec(m).is_some());
+    let op = EncoderOp::Embed {
+        normalize: true,
+        dimensions: req.dimensions,
+    };
+    let run = run_encoder(
+        &st,
+        model.as_deref(),
+        "embed",
+        singles(texts),
+        op,
+        true,
+        None,
+    )
+    .await?;
+    let tokens = run.tokens();
+    let data: Vec<OpenAiEmbedding> = postprocess(&st, &run.served, || {
+        run.outputs
+            .into_iter()
+            .filter_map(OpOutput::into_embedding)
+            .enumerate()
+            .map(|(i, v)| {
+                let embedding = if base64 {
+                    let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+                    EmbeddingValue::Base64(base64::engine::general_purpose::STANDARD.encode(bytes))
+                } else {
+                    EmbeddingValue::Float(v)
+                };
+                OpenAiEmbedding {
+                    object: "embedding",
+                    index: i,
+                    embedding,
+                }
+            })
+            .collect()
+    });
+    let model_name = run.served.model.clone();
+    Ok(respond(
+        run.served,
+        OpenAiEmbeddingsResponse {
+            object: "list",
+            data,
+            model: model_name,
+            usage: Usage {
+                prompt_tokens: tokens,
+                total_tokens: tokens,
+            },
+        },
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassifyRequest {
+    model: Option<String>,
+    inputs: ClassifyInputs,
+    top_k: Option<usize>,
+    #[serde(default)]
+    raw_scores: bool,
+    #[serde(default = "yes")]
+    truncate: bool,
+    timeout_ms: Option<u64>,
+}
+
+/// Label/score lists sorted by score, highest first.
+fn ranked(labels: &[String], scores: &[f32], top_k: Option<usize>) -> Vec<LabelScore> {
+    let mut v: Vec<LabelScore> = labels
+        .iter()
+        .zip(scores)
+        .map(|(l, s)| LabelScore {
+            label: l.clone(),
+            score: *s,
+        })
+        .collect();
+    v.sort_by(|a, b| b.score.total_cmp(&a.score));
+    if let Some(k) = top_k {
+        v.truncate(k);
+    }
+    v
+}
+
+pub async fn classify(
+    State(st): State<AppState>,
+    ApiJson(req): ApiJson<ClassifyRequest>,
+) -> Result<Response, ApiError> {
+    let inputs = req.inputs.into_vec();
+    check_count(inputs.len(), "inputs", st.config.max_inputs_per_request)?;
+    if req.top_k == Some(0) {
+        return Err(ApiError::bad("top_k", "top_k must be at least 1"));
+    }
+    let run = run_encoder(
+        &st,
+        req.model.as_deref(),
+        "classify",
+        inputs,
+        EncoderOp::Classify,
+        req.truncate,
+        req.timeout_ms,
+    )
+    .await?;
+    let labels = run.handle.info.labels.clone();
+    let results: Vec<Vec<LabelScore>> = postprocess(&st, &run.served, || {
+        run.outputs
+            .iter()
+            .map(|o| match o {
+                OpOutput::Classification(c) => ranked(
+                    &labels,
+                    if req.raw_scores { &c.logits } else { &c.scores },
+                    req.top_k,
+                ),
+                _ => Vec::new(),
+            })
+            .collect()
+    });
+    Ok(respond(run.served, json!({ "results": results })))
+}
+
+#[derive(Deserialize, Clone, Copy, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AggregationParam {
+    #[default]
+    Simple,
+    None,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EntitiesRequest {
+    model: Option<String>,
+    inputs: Texts,
+    #[serde(default)]
+    aggregation: AggregationParam,
+    #[serde(default = "yes")]
+    truncate: bool,
+    timeout_ms: Option<u64>,
+}
+
+pub async fn entities(
+    State(st): State<AppState>,
+    ApiJson(req): ApiJson<EntitiesRequest>,
+) -> Result<Response, ApiError> {
+    let texts = req.inputs.into_vec();
+    check_count(texts.len(), "inputs", st.config.max_inputs_per_request)?;
+    let run = run_encoder(
+        &st,
+        req.model.as_deref(),
+        "entities",
+        singles(texts.clone()),
+        EncoderOp::Tokens,
+        req.truncate,
+        req.timeout_ms,
+    )
+    .await?;
+    let agg = match req.aggregation {
+        AggregationParam::Simple => Aggregation::Simple,
+        AggregationParam::None => Aggregation::None,
+    };
+    let labels = run.handle.info.labels.clone();
+    let results: Vec<Value> = postprocess(&st, &run.served, || {
+        run.outputs
+            .into_iter()
+            .zip(run.encodings.iter())
+            .zip(&texts)
+            .map(|((o, enc), text)| {
+                let probs = match o {
+                    OpOutput::TokenProbs(p) => p,
+                    _ => Vec::new(),
+                };
+                let p = TokenPredictions {
+                    encoded: enc.clone(),
+                    probs,
+                };
+                match entities_of(text, &p, &labels, agg) {
+                    EntityOutput::Spans(s) => json!(s),
+                    EntityOutput::Tokens(t) => json!(t),
+                }
+            })
+            .collect()
+    });
+    Ok(respond(run.served, json!({ "results": results })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenizeRequest {
+    model: Option<String>,
+    inputs: Texts,
+}
+
+pub async fn tokenize(
+    State(st): State<AppState>,
+    ApiJson(req): ApiJson<TokenizeRequest>,
+) -> Result<Response, ApiError> {
+    let texts = req.inputs.into_vec();
+    check_count(texts.len(), "inputs", st.config.max_inputs_per_request)?;
+    let name = st.registry.resolve(req.model.as_deref(), "embed")?;
+    let handle = st.registry.encoder(&name).await?;
+    let n = texts.len();
+    let mut out = Vec::with_capacity(n);
+    for (i, t) in texts.iter().enumerate() {
+        let enc = handle
+            .info
+            .tokenizer
+            .encode(nlpd_engine::TextInput::Single(t), true, i)?;
+        let inner = handle.info.tokenizer.inner();
+        let toks: Vec<Value> = (0..enc.len())
+            .map(|k| {
+                json!({
+                    "id": enc.ids[k],
+                    "text": inner.id_to_token(enc.ids[k]).unwrap_or_default(),
+                    "start": enc.offsets[k].0,
+                    "end": enc.offsets[k].1,
+                    "special": enc.special[k],
+                })
+            })
+            .collect();
+        out.push(toks);
+    }
+    Ok(respond(
+        Served {
+            task: "tokenize",
+            model: name,
+            inputs: n,
+        },
+        json!({ "tokens": out }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RerankRequest {
+    model: Option<String>,
+    query: String,
+    documents: Vec<String>,
+    top_n: Option<usize>,
+    #[serde(default = "yes")]
+    return_documents: bool,
+    timeout_ms: Option<u64>,
+}
+
+/// Scores of `documents` for `query`: a cross-encoder when one is configured for `rerank`
+/// (raw relevance score), else the cosine of the embedding model's vectors.
+pub async fn rerank_scores(
+    st: &AppState,
+    model: Option<&str>,
+    query: &str,
+    documents: &[String],
+    timeout_ms: Option<u64>,
+) -> Result<(Vec<f32>, Served), ApiError> {
+    if query.trim().is_empty() {
+        return Err(ApiError::unprocessable(
+            "query",
+            "`query` must be a non-empty string",
+        ));
+    }
+    check_count(
+        documents.len(),
+        "documents",
+        st.config.max_inputs_per_request,
+    )?;
+    let cross = match model {
+        Some(m) => st
+            .registry
+            .spec(m)
+            .map(|s| s.task == "rerank" || s.task == "classify")
+            .unwrap_or(false),
+        None => st.registry.default_for("rerank").is_some(),
+    };
+    if cross {
+        let inputs: Vec<Input> = documents
+            .iter()
+            .map(|d| (query.to_string(), Some(d.clone())))
+            .collect();
+        let run = run_encoder(
+            st,
+            model,
+            "rerank",
+            inputs,
+            EncoderOp::Classify,
+            true,
+            timeout_ms,
+        )
+        .await?;
+        let scores = run
+            .outputs
+            .iter()
+            .map(|o| match o {
+                OpOutput::Classification(c) => *c.logits.last().unwrap_or(&0.0),
+                _ => 0.0,
+            })
+            .collect();
+        return Ok((scores, run.served));
+    }
+    let mut texts = vec![query.to_string()];
+    texts.extend(documents.iter().cloned());
+    let op = EncoderOp::Embed {
+        normalize: true,
+        dimensions: None,
+    };
+    let run = run_encoder(st, model, "embed", singles(texts), op, true, timeout_ms).await?;
+    let vecs: Vec<Vec<f32>> = run
+        .outputs
+        .into_iter()
+        .filter_map(OpOutput::into_embedding)
+        .collect();
+    let q = &vecs[0];
+    let scores = vecs[1..]
+        .iter()
+        .map(|d| d.iter().zip(q).map(|(a, b)| a * b).sum())
+        .collect();
+    let served = Served {
+        task: "rerank",
+        ..run.served
+    };
+    Ok((scores, served))
+}
+
+pub async fn rerank(
+    State(st): State<AppState>,
+    ApiJson(req): ApiJson<RerankRequest>,
+) -> Result<Response, ApiError> {
+    let (scores, served) = rerank_scores(
+        &st,
+        req.model.as_deref(),
+        &req.query,
+        &req.documents,
+        req.timeout_ms,
+    )
+    .await?;
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    if let Some(n) = req.top_n {
+        order.truncate(n);
+    }
+    let results: Vec<Value> = order
+        .into_iter()
+        .map(|i| {
+            let mut r = json!({"index": i, "score": scores[i]});
+            if req.return_documents {
+                r["document"] = json!(req.documents[i]);
+            }
+            r
+        })
+        .collect();
+    Ok(respond(served, json!({ "results": results })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NliPair {
+    premise: String,
+    hypothesis: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NliRequest {
+    model: Option<String>,
+    pairs: Vec<NliPair>,
+    timeout_ms: Option<u64>,
+}
+
+/// NLI with a cross-encoder whose labels name entailment / neutral / contradiction.
+pub async fn nli(
+    State(st): State<AppState>,
+    ApiJson(req): ApiJson<NliRequest>,
+) -> Result<Response, ApiError> {
+    check_count(req.pairs.len(), "pairs", st.config.max_inputs_per_request)?;
+    let inputs: Vec<Input> = req
+        .pairs
+        .into_iter()
+        .map(|p| (p.premise, Some(p.hypothesis)))
+        .collect();
+    let run = run_encoder(
+        &st,
+        req.model.as_deref(),
+        "nli",
+        inputs,
+        EncoderOp::Classify,
+        true,
+        req.timeout_ms,
+    )
+    .await?;
+    let labels: Vec<String> = run
+        .handle
+        .info
+        .labels
+        .iter()
+        .map(|l| l.to_lowercase())
+        .collect();
+    for want in ["entailment", "neutral", "contradiction"] {
+        if !labels.iter().any(|l| l == want) {
+            return Err(ApiError::unprocessable(
+                "model",
+                format!(
+                    "model `{}` is not an NLI model: its labels {:?} lack `{want}`",
+                    run.served.model, labels
+                ),
+            ));
+        }
+    }
+    let results: Vec<Value> = run
+        .outputs
+        .iter()
+        .map(|o| {
+            let OpOutput::Classification(c) = o else {
+                return json!(null);
+            };
+            let best = c
+                .scores
+                .iter()
+                .enumerate()
+                .fold(0, |b, (i, s)| if *s > c.scores[b] { i } else { b });
+            let scores: serde_json::Map<String, Value> = labels
+                .iter()
+                .zip(&c.scores)
+                .map(|(l, s)| (l.clone(), json!(s)))
+                .collect();
+            json!({"label": labels[best], "scores": scores})
+        })
+        .collect();
+    Ok(respond(run.served, json!({ "results": results })))
+}

@@ -1,0 +1,416 @@
+//! Generation routes: `/v1/chat/completions` and `/v1/completions` (OpenAI shapes, `stream: true`
+//! as server-sent events) and `/v1/explain` (code explanation).
+
+use super::respond;
+use crate::error::ApiError;
+use crate::json::ApiJson;
+use crate::pipeline::deadline;
+use crate::state::{AppState, Served};
+use axum::extract::State;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::stream::{self, Stream};
+use nlpd_engine::generate::{ChatMessage, GenerateOptions, Generation};
+use nlpd_runtime::prompts::explain_messages;
+use nlpd_runtime::{GenEvent, GenInput};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::time::{SystemTime, UNIX_EPOCH};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+/// `stop`: one string or several.
+#[derive(Deserialize, Clone)]
+#[serde(untagged)]
+pub enum Stop {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// Sampling settings shared by the generation routes.
+#[derive(Deserialize, Clone, Default)]
+pub struct Sampling {
+    max_tokens: Option<usize>,
+    max_completion_tokens: Option<usize>,
+    temperature: Option<f64>,
+    top_p: Option<f64>,
+    seed: Option<u64>,
+    stop: Option<Stop>,
+    frequency_penalty: Option<f32>,
+    n: Option<usize>,
+    /// nlpd extension: the request's deadline (504 when it passes).
+    timeout_ms: Option<u64>,
+}
+
+impl Sampling {
+    fn options(
+        &self,
+        default_max: usize,
+        default_temperature: f64,
+    ) -> Result<GenerateOptions, ApiError> {
+        if self.n.is_some_and(|n| n != 1) {
+            return Err(ApiError::bad("n", "only n = 1 is supported"));
+        }
+        let temperature = self.temperature.unwrap_or(default_temperature);
+        if !(0.0..=2.0).contains(&temperature) {
+            return Err(ApiError::bad(
+                "temperature",
+                "temperature must be between 0 and 2",
+            ));
+        }
+        if let Some(p) = self.top_p {
+            if !(p > 0.0 && p <= 1.0) {
+                return Err(ApiError::bad("top_p", "top_p must be in (0, 1]"));
+            }
+        }
+        let max_tokens = self
+            .max_completion_tokens
+            .or(self.max_tokens)
+            .unwrap_or(default_max);
+        if max_tokens == 0 {
+            return Err(ApiError::bad("max_tokens", "max_tokens must be at least 1"));
+        }
+        let stop = match &self.stop {
+            None => Vec::new(),
+            Some(Stop::One(s)) => vec![s.clone()],
+            Some(Stop::Many(v)) => v.clone(),
+        };
+        Ok(GenerateOptions {
+            max_tokens,
+            temperature,
+            top_p: self.top_p,
+            seed: self.seed.unwrap_or(299792458),
+            stop,
+            // OpenAI's frequency_penalty (-2..2) maps onto a multiplicative repeat penalty.
+            repeat_penalty: 1.0 + self.frequency_penalty.unwrap_or(0.0).max(0.0) / 2.0,
+        })
+    }
+}
+
+fn now_s() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn new_id(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{prefix}-{:x}{:04x}",
+        now_s(),
+        N.fetch_add(1, Ordering::Relaxed) & 0xffff
+    )
+}
+
+/// Starts a generation on the named (or default) generative model.
+async fn start(
+    st: &AppState,
+    model: Option<&str>,
+    input: GenInput,
+    opts: GenerateOptions,
+    task: &'static str,
+    timeout_ms: Option<u64>,
+) -> Result<(UnboundedReceiver<GenEvent>, String), ApiError> {
+    // OpenAI clients name OpenAI models: a name this server does not have means the default.
+    let model = model.filter(|m| st.registry.spec(m).is_some());
+    let name = st.registry.resolve(model, "generate")?;
+    let handle = st.registry.generator(&name).await?;
+    let (dl, _) = deadline(st, timeout_ms);
+    let rx = handle.generate(input, opts, task, dl)?;
+    Ok((rx, name))
+}
+
+/// Waits for the whole generation.
+async fn collect(mut rx: UnboundedReceiver<GenEvent>) -> Result<Generation, ApiError> {
+    while let Some(ev) = rx.recv().await {
+        match ev {
+            GenEvent::Done(g) => return Ok(g),
+            GenEvent::Failed(e) => return Err(e.into()),
+            GenEvent::Started { .. } | GenEvent::Text(_) => {}
+        }
+    }
+    Err(ApiError::Internal {
+        message: "the generation worker stopped".into(),
+    })
+}
+
+fn usage(g: &Generation) -> Value {
+    json!({"prompt_tokens": g.prompt_tokens, "completion_tokens": g.token_ids.len(), "total_tokens": g.prompt_tokens + g.token_ids.len()})
+}
+
+/// Builds the extra last chunk carrying usage (OpenAI `stream_options.include_usage`).
+type UsageChunk = Box<dyn Fn(Value) -> Value + Send + Sync>;
+
+/// Turns generation events into SSE events with `chunk` building each data object; after the
+/// final chunk come the usage chunk (when asked for) and, on OpenAI routes, `[DONE]`.
+fn sse_stream(
+    rx: UnboundedReceiver<GenEvent>,
+    chunk: impl Fn(Option<&str>, Option<&Generation>) -> Value + Send + 'static,
+    done_marker: bool,
+    usage_chunk: Option<UsageChunk>,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    let state = (rx, chunk, usage_chunk, VecDeque::<Event>::new(), false);
+    stream::unfold(
+        state,
+        move |(mut rx, chunk, usage_chunk, mut pending, finished)| async move {
+            if let Some(ev) = pending.pop_front() {
+                return Some((Ok(ev), (rx, chunk, usage_chunk, pending, finished)));
+            }
+            if finished {
+                return None;
+            }
+            loop {
+                match rx.recv().await {
+                    Some(GenEvent::Started { .. }) => continue,
+                    Some(GenEvent::Text(t)) => {
+                        let ev = Event::default().data(chunk(Some(&t), None).to_string());
+                        return Some((Ok(ev), (rx, chunk, usage_chunk, pending, false)));
+                    }
+                    Some(GenEvent::Done(g)) => {
+                        let ev = Event::default().data(chunk(None, Some(&g)).to_string());
+                        if let Some(uc) = &usage_chunk {
+                            pending.push_back(Event::default().data(uc(usage(&g)).to_string()));
+                        }
+                        if done_marker {
+                            pending.push_back(Event::default().data("[DONE]"));
+                        }
+                        return Some((Ok(ev), (rx, chunk, usage_chunk, pending, true)));
+                    }
+                    Some(GenEvent::Failed(e)) => {
+                        let body = ApiError::from(e).body().to_string();
+                        if done_marker {
+                            pending.push_back(Event::default().data("[DONE]"));
+                        }
+                        return Some((
+                            Ok(Event::default().data(body)),
+                            (rx, chunk, usage_chunk, pending, true),
+                        ));
+                    }
+                    None => return None,
+                }
+            }
+        },
+    )
+}
+
+fn sse_response(
+    served: Served,
+    s: impl Stream<Item = Result<Event, Infallible>> + Send + 'static,
+) -> Response {
+    let mut r = Sse::new(s).keep_alive(KeepAlive::default()).into_response();
+    r.extensions_mut().insert(served);
+    r
+}
+
+/// OpenAI `stream_options`: `include_usage` adds a last chunk with `choices: []` and the usage.
+#[derive(Deserialize, Default, Clone, Copy)]
+pub struct StreamOptions {
+    #[serde(default)]
+    include_usage: bool,
+}
+
+#[derive(Deserialize)]
+pub struct ChatRequest {
+    model: Option<String>,
+    messages: Vec<ChatMessage>,
+    #[serde(default)]
+    stream: bool,
+    #[serde(default)]
+    stream_options: StreamOptions,
+    #[serde(flatten)]
+    sampling: Sampling,
+}
+
+pub async fn chat_completions(
+    State(st): State<AppState>,
+    ApiJson(req): ApiJson<ChatRequest>,
+) -> Result<Response, ApiError> {
+    if req.messages.is_empty() {
+        return Err(ApiError::unprocessable(
+            "messages",
+            "`messages` must not be empty",
+        ));
+    }
+    let opts = req.sampling.options(256, 1.0)?;
+    let (rx, name) = start(
+        &st,
+        req.model.as_deref(),
+        GenInput::Chat(req.messages),
+        opts,
+        "chat",
+        req.sampling.timeout_ms,
+    )
+    .await?;
+    let served = Served {
+        task: "chat",
+        model: name.clone(),
+        inputs: 1,
+    };
+    let id = new_id("chatcmpl");
+    let created = now_s();
+    if req.stream {
+        let first = json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": name,
+            "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null}]});
+        let (id2, name2) = (id.clone(), name.clone());
+        let (id3, name3) = (id.clone(), name.clone());
+        let body = sse_stream(rx, move |text, done| match (text, done) {
+            (Some(t), _) => json!({"id": id2, "object": "chat.completion.chunk", "created": created, "model": name2,
+                "choices": [{"index": 0, "delta": {"content": t}, "finish_reason": null}]}),
+            (None, Some(g)) => json!({"id": id2, "object": "chat.completion.chunk", "created": created, "model": name2,
+                "choices": [{"index": 0, "delta": {}, "finish_reason": g.finish_reason.as_str()}]}),
+            _ => json!({}),
+        }, true, req.stream_options.include_usage.then(|| -> UsageChunk {
+            Box::new(move |u| json!({"id": id3, "object": "chat.completion.chunk", "created": created, "model": name3, "choices": [], "usage": u}))
+        }));
+        let head = stream::once(async move { Ok(Event::default().data(first.to_string())) });
+        return Ok(sse_response(
+            served,
+            futures_util::StreamExt::chain(head, body),
+        ));
+    }
+    let g = collect(rx).await?;
+    Ok(respond(
+        served,
+        json!({
+            "id": id, "object": "chat.completion", "created": created, "model": name,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": g.text}, "finish_reason": g.finish_reason.as_str()}],
+            "usage": usage(&g),
+        }),
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct CompletionRequest {
+    model: Option<String>,
+    prompt: String,
+    #[serde(default)]
+    stream: bool,
+    #[serde(default)]
+    stream_options: StreamOptions,
+    #[serde(flatten)]
+    sampling: Sampling,
+}
+
+pub async fn completions(
+    State(st): State<AppState>,
+    ApiJson(req): ApiJson<CompletionRequest>,
+) -> Result<Response, ApiError> {
+    if req.prompt.is_empty() {
+        return Err(ApiError::unprocessable(
+            "prompt",
+            "`prompt` must not be empty",
+        ));
+    }
+    let opts = req.sampling.options(16, 1.0)?;
+    let (rx, name) = start(
+        &st,
+        req.model.as_deref(),
+        GenInput::Text(req.prompt),
+        opts,
+        "completion",
+        req.sampling.timeout_ms,
+    )
+    .await?;
+    let served = Served {
+        task: "completion",
+        model: name.clone(),
+        inputs: 1,
+    };
+    let id = new_id("cmpl");
+    let created = now_s();
+    if req.stream {
+        let (id2, name2) = (id.clone(), name.clone());
+        let (id3, name3) = (id.clone(), name.clone());
+        let body = sse_stream(rx, move |text, done| {
+            let (t, finish) = match (text, done) {
+                (Some(t), _) => (t.to_string(), Value::Null),
+                (None, Some(g)) => (String::new(), json!(g.finish_reason.as_str())),
+                _ => (String::new(), Value::Null),
+            };
+            json!({"id": id2, "object": "text_completion", "created": created, "model": name2,
+                "choices": [{"index": 0, "text": t, "finish_reason": finish}]})
+        }, true, req.stream_options.include_usage.then(|| -> UsageChunk {
+            Box::new(move |u| json!({"id": id3, "object": "text_completion", "created": created, "model": name3, "choices": [], "usage": u}))
+        }));
+        return Ok(sse_response(served, body));
+    }
+    let g = collect(rx).await?;
+    Ok(respond(
+        served,
+        json!({
+            "id": id, "object": "text_completion", "created": created, "model": name,
+            "choices": [{"index": 0, "text": g.text, "finish_reason": g.finish_reason.as_str()}],
+            "usage": usage(&g),
+        }),
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct ExplainRequest {
+    model: Option<String>,
+    code: String,
+    language: Option<String>,
+    #[serde(default)]
+    stream: bool,
+    #[serde(flatten)]
+    sampling: Sampling,
+}
+
+pub async fn explain(
+    State(st): State<AppState>,
+    ApiJson(req): ApiJson<ExplainRequest>,
+) -> Result<Response, ApiError> {
+    if req.code.trim().is_empty() {
+        return Err(ApiError::unprocessable(
+            "code",
+            "`code` must be a non-empty string",
+        ));
+    }
+    let mut sampling = req.sampling.clone();
+    // Small models loop without a little repetition penalty.
+    if sampling.frequency_penalty.is_none() {
+        sampling.frequency_penalty = Some(0.2);
+    }
+    let opts = sampling.options(256, 0.0)?;
+    let messages = explain_messages(&req.code, req.language.as_deref());
+    let (rx, name) = start(
+        &st,
+        req.model.as_deref(),
+        GenInput::Chat(messages),
+        opts,
+        "explain",
+        req.sampling.timeout_ms,
+    )
+    .await?;
+    let served = Served {
+        task: "explain",
+        model: name.clone(),
+        inputs: 1,
+    };
+    if req.stream {
+        let name2 = name.clone();
+        let body = sse_stream(
+            rx,
+            move |text, done| match (text, done) {
+                (Some(t), _) => json!({"text": t}),
+                (None, Some(g)) => {
+                    json!({"done": true, "model": name2, "finish_reason": g.finish_reason.as_str(), "usage": usage(g)})
+                }
+                _ => json!({}),
+            },
+            false,
+            None,
+        );
+        return Ok(sse_response(served, body));
+    }
+    let g = collect(rx).await?;
+    Ok(respond(
+        served,
+        json!({
+            "explanation": g.text.trim(), "model": name, "finish_reason": g.finish_reason.as_str(), "usage": usage(&g),
+        }),
+    ))
+}

@@ -1,0 +1,15 @@
+pub mod encode;
+pub mod generate;
+pub mod ops;
+pub mod tei;
+
+use crate::state::Served;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// A JSON response carrying what the metrics middleware records.
+pub fn respond<T: Serialize>(served: Served, body: T) -> Response {
+    let mut r = axum::Json(body).into_response();
+    r.extensions_mut().insert(served);
+    r
+}

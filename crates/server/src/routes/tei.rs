@@ -1,0 +1,226 @@
+//! text-embeddings-inference compatible routes, so TEI clients switch without changes.
+
+use super::respond;
+use crate::error::ApiError;
+use crate::json::ApiJson;
+use crate::pipeline::{run_encoder, Input};
+use crate::state::{AppState, Served};
+use crate::types::{check_count, Texts};
+use axum::extract::State;
+use axum::response::Response;
+use axum::Json;
+use nlpd_engine::{EncoderOp, OpOutput};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+pub struct TeiEmbed {
+    inputs: Texts,
+    #[serde(default = "yes")]
+    normalize: bool,
+    #[serde(default = "yes")]
+    truncate: bool,
+    dimensions: Option<usize>,
+}
+
+pub async fn embed(
+    State(st): State<AppState>,
+    ApiJson(req): ApiJson<TeiEmbed>,
+) -> Result<Response, ApiError> {
+    let texts = req.inputs.into_vec();
+    check_count(texts.len(), "inputs", st.config.max_inputs_per_request)?;
+    let op = EncoderOp::Embed {
+        normalize: req.normalize,
+        dimensions: req.dimensions,
+    };
+    let run = run_encoder(
+        &st,
+        None,
+        "embed",
+        texts.into_iter().map(|t| (t, None)).collect(),
+        op,
+        req.truncate,
+        None,
+    )
+    .await?;
+    let v: Vec<Vec<f32>> = run
+        .outputs
+        .into_iter()
+        .filter_map(OpOutput::into_embedding)
+        .collect();
+    Ok(respond(run.served, v))
+}
+
+#[derive(Deserialize)]
+pub struct TeiRerank {
+    query: String,
+    texts: Vec<String>,
+    #[serde(default)]
+    return_text: bool,
+}
+
+pub async fn rerank(
+    State(st): State<AppState>,
+    ApiJson(req): ApiJson<TeiRerank>,
+) -> Result<Response, ApiError> {
+    let (scores, served) =
+        super::encode::rerank_scores(&st, None, &req.query, &req.texts, None).await?;
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    let out: Vec<Value> = order
+        .into_iter()
+        .map(|i| {
+            let mut r = json!({"index": i, "score": scores[i]});
+            if req.return_text {
+                r["text"] = json!(req.texts[i]);
+            }
+            r
+        })
+        .collect();
+    Ok(respond(served, out))
+}
+
+#[derive(Deserialize)]
+pub struct TeiPredict {
+    inputs: Value,
+    #[serde(default)]
+    raw_scores: bool,
+}
+
+pub async fn predict(
+    State(st): State<AppState>,
+    ApiJson(req): ApiJson<TeiPredict>,
+) -> Result<Response, ApiError> {
+    let (single, inputs) = predict_inputs(req.inputs)?;
+    check_count(inputs.len(), "inputs", st.config.max_inputs_per_request)?;
+    let run = run_encoder(
+        &st,
+        None,
+        "classify",
+        inputs,
+        EncoderOp::Classify,
+        true,
+        None,
+    )
+    .await?;
+    let labels = run.handle.info.labels.clone();
+    let mut lists: Vec<Value> = run
+        .outputs
+        .iter()
+        .map(|o| {
+            let OpOutput::Classification(c) = o else {
+                return json!([]);
+            };
+            let vals = if req.raw_scores { &c.logits } else { &c.scores };
+            let mut v: Vec<(String, f32)> =
+                labels.iter().cloned().zip(vals.iter().copied()).collect();
+            v.sort_by(|a, b| b.1.total_cmp(&a.1));
+            json!(v
+                .into_iter()
+                .map(|(l, s)| json!({"label": l, "score": s}))
+                .collect::<Vec<_>>())
+        })
+        .collect();
+    let body = if single {
+        lists.remove(0)
+    } else {
+        json!(lists)
+    };
+    Ok(respond(run.served, body))
+}
+
+#[derive(Deserialize)]
+pub struct TeiTokenize {
+    inputs: Texts,
+}
+
+pub async fn tokenize(
+    State(st): State<AppState>,
+    ApiJson(req): ApiJson<TeiTokenize>,
+) -> Result<Response, ApiError> {
+    let texts = req.inputs.into_vec();
+    check_count(texts.len(), "inputs", st.config.max_inputs_per_request)?;
+    let name = st.registry.resolve(None, "embed")?;
+    let handle = st.registry.encoder(&name).await?;
+    let mut out = Vec::new();
+    for (i, t) in texts.iter().enumerate() {
+        let enc = handle
+            .info
+            .tokenizer
+            .encode(nlpd_engine::TextInput::Single(t), true, i)?;
+        let inner = handle.info.tokenizer.inner();
+        out.push(
+            (0..enc.len())
+                .map(|k| json!({"id": enc.ids[k], "text": inner.id_to_token(enc.ids[k]).unwrap_or_default(),
+                    "special": enc.special[k], "start": enc.offsets[k].0, "stop": enc.offsets[k].1}))
+                .collect::<Vec<_>>(),
+        );
+    }
+    let n = texts.len();
+    Ok(respond(
+        Served {
+            task: "tokenize",
+            model: name,
+            inputs: n,
+        },
+        out,
+    ))
+}
+
+pub async fn info(State(st): State<AppState>) -> Json<Value> {
+    let name = st
+        .registry
+        .default_for("embed")
+        .unwrap_or_default()
+        .to_string();
+    let model_type = match st.registry.spec(&name) {
+        Some(s) if s.task == "classify" => json!({"classifier": {}}),
+        Some(s) if s.task == "rerank" => json!({"reranker": {}}),
+        _ => json!({"embedding": {"pooling": "mean"}}),
+    };
+    Json(json!({
+        "model_id": name,
+        "model_sha": null,
+        "model_dtype": "float32",
+        "model_type": model_type,
+        "max_concurrent_requests": 512,
+        "max_client_batch_size": st.config.max_inputs_per_request,
+        "tokenization_workers": tokio::runtime::Handle::current().metrics().num_workers(),
+        "version": env!("CARGO_PKG_VERSION"),
+        "router": "nlpd",
+    }))
+}
+
+/// TEI's `inputs`: a text, a pair `[a, b]`, or a list of texts and pairs.
+fn predict_inputs(v: Value) -> Result<(bool, Vec<Input>), ApiError> {
+    let bad = || {
+        ApiError::bad(
+            "inputs",
+            "expected a string, a pair [text, text_pair], or a list of strings and pairs",
+        )
+    };
+    let one = |x: &Value| -> Option<(String, Option<String>)> {
+        match x {
+            Value::String(s) => Some((s.clone(), None)),
+            Value::Array(a) if a.len() == 2 && a.iter().all(Value::is_string) => {
+                Some((a[0].as_str()?.to_string(), Some(a[1].as_str()?.to_string())))
+            }
+            _ => None,
+        }
+    };
+    if let Some(x) = one(&v) {
+        return Ok((true, vec![x]));
+    }
+    match v {
+        Value::Array(items) => items
+            .iter()
+            .map(|x| one(x).ok_or_else(bad))
+            .collect::<Result<Vec<_>, _>>()
+            .map(|v| (false, v)),
+        _ => Err(bad()),
+    }
+}

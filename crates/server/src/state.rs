@@ -1,0 +1,54 @@
+//! Shared server state and the settings the routes read.
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use nlpd_runtime::{Registry, Stats};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// HTTP-level settings.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Bearer tokens accepted; empty = no authentication.
+    pub api_keys: HashSet<String>,
+    pub max_request_bytes: usize,
+    pub max_inputs_per_request: usize,
+    pub request_timeout: Duration,
+    /// Lists longer than this go to the bulk lane.
+    pub bulk_threshold: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            api_keys: HashSet::new(),
+            max_request_bytes: 8 * 1024 * 1024,
+            max_inputs_per_request: 2048,
+            request_timeout: Duration::from_secs(30),
+            bulk_threshold: 8,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub registry: Arc<Registry>,
+    pub config: Arc<ServerConfig>,
+    pub prometheus: PrometheusHandle,
+    /// Unix seconds when the server started (OpenAI's `created` of each model).
+    pub started_unix_s: u64,
+}
+
+impl AppState {
+    pub fn stats(&self) -> &Arc<Stats> {
+        self.registry.stats()
+    }
+}
+
+/// What a handler tells the metrics middleware about the request it served.
+#[derive(Debug, Clone)]
+pub struct Served {
+    pub task: &'static str,
+    pub model: String,
+    pub inputs: usize,
+}
