@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PACK ?= default
 export NLPD_MODELS_DIR ?= $(CURDIR)/models
 
-.PHONY: models models-full build release test lint fmt golden
+.PHONY: models models-full build release serve test test-venv lint fmt golden
 
 ## Fetch the model pack (default: MiniLM, Rampart, SmolLM2; PACK=full adds Qwen2.5-Coder).
 models:
@@ -20,8 +20,16 @@ build:
 release:
 	cargo build --release --bin nlpd
 
+## Fetch the default pack if missing, build an optimised binary, serve on port 8080.
+serve: models release
+	target/release/nlpd serve --port $${NLPD_PORT:-8080}
+
+## Python venv with the official openai client (the compatibility test drives nlpd with it).
+test-venv:
+	scripts/test-venv.sh
+
 ## The whole test suite (CI runs exactly this): fetch the pack if missing, lint, run every test.
-test: models lint
+test: models test-venv lint
 	@if cargo nextest --version >/dev/null 2>&1; then \
 		cargo nextest run --workspace --no-fail-fast; \
 	else \
