@@ -40,6 +40,11 @@ pub enum EngineError {
     },
     #[error("invalid input: {0}")]
     InvalidInput(String),
+    #[error("invalid `{param}`: {message}")]
+    InvalidParameter {
+        param: &'static str,
+        message: String,
+    },
     #[error("model `{model}` does not support {task}")]
     UnsupportedTask { model: String, task: &'static str },
     #[error("chat template: {0}")]
@@ -65,6 +70,7 @@ impl EngineError {
             EngineError::EmptyInput { .. }
                 | EngineError::InputTooLong { .. }
                 | EngineError::InvalidInput(_)
+                | EngineError::InvalidParameter { .. }
         )
     }
 }

@@ -310,9 +310,10 @@ impl EncoderModel {
             ) => {
                 let h = self.dir.config.hidden_size;
                 if *d == 0 || *d > h {
-                    return Err(EngineError::InvalidInput(format!(
-                        "dimensions must be between 1 and {h}, got {d}"
-                    )));
+                    return Err(EngineError::InvalidParameter {
+                        param: "dimensions",
+                        message: format!("must be between 1 and {h}, got {d}"),
+                    });
                 }
                 Ok(())
             }

@@ -114,6 +114,12 @@ impl EncoderHandle {
         deadline: Instant,
     ) -> Result<Vec<OpOutput>> {
         let n = encs.len();
+        if n > self.cfg.max_queue {
+            return Err(RuntimeError::TooManyItems {
+                items: n,
+                max: self.cfg.max_queue,
+            });
+        }
         let before = self.depth.fetch_add(n, Ordering::SeqCst);
         if before + n > self.cfg.max_queue {
             self.depth.fetch_sub(n, Ordering::SeqCst);

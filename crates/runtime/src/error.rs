@@ -32,6 +32,8 @@ pub enum RuntimeError {
         depth: usize,
         retry_after_s: u64,
     },
+    #[error("the request has {items} inputs, more than a model's whole queue holds ({max}, --max-queue)")]
+    TooManyItems { items: usize, max: usize },
     #[error("the request's deadline passed before it was computed")]
     DeadlineExceeded,
     #[error("the server is shutting down")]

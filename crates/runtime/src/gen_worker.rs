@@ -4,7 +4,7 @@
 use crate::error::{Result, RuntimeError};
 use crate::metrics as m;
 use crate::stats::{Stage, Stats};
-use nlpd_engine::generate::{ChatMessage, GenModel, GenerateOptions, Generation};
+use nlpd_engine::generate::{ChatMessage, FinishReason, GenModel, GenerateOptions, Generation};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
@@ -204,6 +204,12 @@ fn run(
                     stats.stage(task, &name, Stage::Inference, took);
                     m::stage(m::INFERENCE_DURATION, &name, took);
                     let _ = events.send(match result {
+                        Ok(g)
+                            if g.finish_reason == FinishReason::Cancelled
+                                && Instant::now() >= deadline =>
+                        {
+                            GenEvent::Failed(RuntimeError::DeadlineExceeded)
+                        }
                         Ok(g) => GenEvent::Done(g),
                         Err(e) => GenEvent::Failed(e),
                     });

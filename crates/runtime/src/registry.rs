@@ -286,8 +286,16 @@ impl Registry {
         let entry = self.entry(name)?;
         entry.last_used_ms.store(now_ms(), Ordering::Relaxed);
         entry.requests.fetch_add(1, Ordering::Relaxed);
-        if let State::Loaded(l) = &*entry.state.lock().unwrap_or_else(|p| p.into_inner()) {
-            return Ok(l.clone());
+        match &*entry.state.lock().unwrap_or_else(|p| p.into_inner()) {
+            State::Loaded(l) => return Ok(l.clone()),
+            // A failed load is retried by an explicit POST /v1/models/{name}/load only.
+            State::Failed(message) => {
+                return Err(RuntimeError::LoadFailed {
+                    name: name.to_string(),
+                    message: message.clone(),
+                })
+            }
+            State::Unloaded => {}
         }
         self.load(name).await
     }
