@@ -2,7 +2,7 @@
 //! tracing) and serving with graceful shutdown.
 
 use crate::error::ApiError;
-use crate::routes::{encode, generate, ops, tei};
+use crate::routes::{analyze, encode, generate, ops, tei};
 use crate::state::{AppState, Served, ServerConfig};
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{header, HeaderName};
@@ -66,6 +66,7 @@ pub fn router(registry: Arc<Registry>, config: ServerConfig) -> Router {
         .route("/v1/classify", post(encode::classify))
         .route("/v1/entities", post(encode::entities))
         .route("/v1/nli", post(encode::nli))
+        .route("/v1/analyze", post(analyze::analyze))
         .route("/v1/rerank", post(encode::rerank))
         .route("/v1/tokenize", post(encode::tokenize))
         .route("/v1/chat/completions", post(generate::chat_completions))

@@ -246,6 +246,12 @@ fn encoder_paths() -> Value {
             "With a cross-encoder configured for `rerank` (or a `model` whose task is `rerank`/`classify`): its raw relevance \
              logit. Otherwise the cosine similarity of the embedding model's normalized vectors. Results are sorted by score.",
             Some(json_body(sref("RerankRequest"))), responses(json_ok("Documents by descending score.", sref("RerankResponse")), Errs::Encoder), true)),
+        "/v1/analyze": post(op("encode", "analyze", "Sentiment, entities and an embedding in one call",
+            "Runs the default `classify` model (as sentiment), the default `entities` model and the default `embed` model \
+             concurrently on every input. `tasks` picks some of them (404 naming `tasks` when one has no model); by default \
+             every task that has a model runs. Each result holds `sentiment` (labels by score), `entities` (spans) and \
+             `embedding` (normalized), as requested.",
+            Some(json_body(sref("AnalyzeRequest"))), responses(json_ok("One object per input.", sref("AnalyzeResponse")), Errs::Encoder), true)),
         "/v1/tokenize": post(op("encode", "tokenize", "Tokenize",
             "Tokens of each input with the named (or default `embed`) encoder model's tokenizer, special tokens included, \
              truncated to the model's limit. Offsets count characters, not bytes.",
@@ -297,6 +303,13 @@ fn model_paths() -> Value {
             "Every configured model with its state. The list is OpenAI-shaped (`object: list`, `data[].id`) so OpenAI clients' \
              `models.list()` works.",
             None, responses(json_ok("The models.", sref("ModelList")), Errs::AuthOnly), true)),
+        "/v1/models/{name}": get({
+            let mut o = op("models", "getModel", "One model",
+                "The model's state (OpenAI's `models.retrieve`).",
+                None, responses(json_ok("The model.", sref("ModelStatus")), Errs::Unload), true);
+            o["parameters"] = json!([{"$ref": "#/components/parameters/ModelName"}]);
+            o
+        }),
         "/v1/models/{name}/load": post(load),
         "/v1/models/{name}/unload": post(unload),
     })
@@ -483,6 +496,27 @@ fn encoder_schemas() -> Value {
                 "timeout_ms": timeout_field(),
             }
         },
+        "AnalyzeRequest": {
+            "type": "object", "required": ["inputs"], "additionalProperties": false,
+            "properties": {
+                "inputs": sref("Texts"),
+                "tasks": {"type": "array", "items": {"type": "string", "enum": ["sentiment", "entities", "embedding"]},
+                    "description": "Default: every task that has a model."},
+                "truncate": truncate_field(),
+                "timeout_ms": timeout_field(),
+            }
+        },
+        "AnalyzeResponse": {
+            "type": "object", "required": ["results"],
+            "properties": {"results": {"type": "array", "items": {
+                "type": "object",
+                "properties": {
+                    "sentiment": {"type": "array", "items": sref("LabelScore")},
+                    "entities": {"type": "array", "items": sref("Entity")},
+                    "embedding": {"type": "array", "items": float()},
+                }
+            }}}
+        },
         "EmbedResponse": {
             "type": "object", "required": ["embeddings"],
             "properties": {"embeddings": {"type": "array", "items": {"type": "array", "items": float()}}}
@@ -614,6 +648,9 @@ fn sampling_properties(default_max: usize, default_temperature: f64) -> Map<Stri
         "stop": {"description": "Stop sequences.", "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
         "frequency_penalty": {"type": "number", "description": "Positive values become a repeat penalty of 1 + p/2; negative values count as 0."},
         "n": {"type": "integer", "const": 1, "description": "Only 1 is supported."},
+        "timeout_ms": {"type": "integer", "minimum": 0, "description": "Deadline for this request (default `--request-timeout`); 504 when it passes."},
+        "stream_options": {"type": "object", "properties": {"include_usage": {"type": "boolean", "default": false,
+            "description": "Streams end with a chunk holding `choices: []` and the usage before `[DONE]`."}}},
     });
     match v {
         Value::Object(m) => m,
@@ -867,6 +904,8 @@ mod tests {
         ("post", "/v1/classify"),
         ("post", "/v1/entities"),
         ("post", "/v1/nli"),
+        ("post", "/v1/analyze"),
+        ("get", "/v1/models/{name}"),
         ("post", "/v1/rerank"),
         ("post", "/v1/tokenize"),
         ("post", "/v1/chat/completions"),

@@ -222,6 +222,35 @@ async fn encoder_routes() {
         (Some(0), Some(5))
     );
 
+    // Combined analysis: every task with a model, concurrently, one object per input.
+    let r = s
+        .post_json(
+            "/v1/analyze",
+            json!({"inputs": [text, "Nothing personal here."]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let res = r.json()["results"].as_array().unwrap().clone();
+    assert_eq!(res.len(), 2);
+    assert_eq!(res[0]["sentiment"].as_array().unwrap().len(), 3);
+    assert!(res[0]["entities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["label"] == "EMAIL"));
+    assert_eq!(res[1]["embedding"].as_array().unwrap().len(), 384);
+    let r = s
+        .post_json(
+            "/v1/analyze",
+            json!({"inputs": text, "tasks": ["entities"]}),
+        )
+        .await;
+    let only = r.json()["results"][0].as_object().unwrap().clone();
+    assert_eq!(only.keys().collect::<Vec<_>>(), vec!["entities"]);
+    s.post_json("/v1/analyze", json!({"inputs": "x", "tasks": ["mood"]}))
+        .await
+        .assert_error(400, Some("tasks[0]"));
+
     // TEI-compatible routes.
     let r = s.post_json("/embed", json!({"inputs": ["x", "y"]})).await;
     assert_eq!(r.json().as_array().unwrap().len(), 2);
