@@ -91,6 +91,9 @@ async fn error_statuses_and_bodies() {
     s.post_json("/v1/entities", json!({"inputs": "a"}))
         .await
         .assert_error(404, Some("model"));
+    s.post_json("/v1/analyze", json!({"inputs": "a", "tasks": ["entities"]}))
+        .await
+        .assert_error(404, Some("tasks"));
     s.post_json("/v1/embed", json!({"model": "nope", "inputs": "a"}))
         .await
         .assert_error(404, Some("model"));
