@@ -11,6 +11,24 @@ pub struct Record {
     pub value: std::result::Result<Map<String, Value>, String>,
 }
 
+/// A progress bar on stderr for `--input FILE` (hidden when stderr is not a terminal or for stdin).
+pub fn progress(input: Option<&Path>) -> indicatif::ProgressBar {
+    let Some(path) = input else {
+        return indicatif::ProgressBar::hidden();
+    };
+    let lines = std::fs::File::open(path)
+        .map(|f| BufReader::new(f).lines().count() as u64)
+        .unwrap_or(0);
+    let bar = indicatif::ProgressBar::new(lines);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} {pos}/{len} lines [{elapsed_precise} < {eta}] {per_sec}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
+}
+
 /// Reads records from `--input FILE` or stdin. JSON objects are taken as they are; a line that does
 /// not start with `{` is plain text, taken as `{"text": line}`.
 pub fn records(input: Option<&Path>) -> Result<Box<dyn Iterator<Item = Record>>> {
@@ -114,6 +132,7 @@ impl Output {
 /// fails, each of its items is retried alone so the error lands on the right line.
 pub fn process_batched<T, R>(
     records: Box<dyn Iterator<Item = Record>>,
+    bar: &indicatif::ProgressBar,
     chunk: usize,
     extract: impl Fn(&Map<String, Value>) -> std::result::Result<T, String>,
     mut per_batch: impl FnMut(&[T]) -> std::result::Result<Vec<R>, String>,
@@ -132,10 +151,15 @@ pub fn process_batched<T, R>(
             Err(e) => lines.push((rec.line, Some(e))),
         }
         if lines.len() >= chunk {
+            let n = lines.len() as u64;
             emit(&mut lines, &mut items, &mut per_batch, &render, &mut out)?;
+            bar.inc(n);
         }
     }
+    let n = lines.len() as u64;
     emit(&mut lines, &mut items, &mut per_batch, &render, &mut out)?;
+    bar.inc(n);
+    bar.finish_and_clear();
     Ok(out.failed)
 }
 

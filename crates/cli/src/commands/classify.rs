@@ -1,5 +1,5 @@
 use super::{load_encoder, model_path, CHUNK_LINES};
-use crate::io::{opt_text_field, process_batched, records, text_field};
+use crate::io::{opt_text_field, process_batched, progress, records, text_field};
 use anyhow::Result;
 use nlpd_engine::TextInput;
 use serde_json::{json, Map, Value};
@@ -27,6 +27,7 @@ pub fn run(args: Args, models_dir: &Path) -> Result<usize> {
     let raw = args.raw;
     process_batched(
         records(args.input.as_deref())?,
+        &progress(args.input.as_deref()),
         CHUNK_LINES,
         |m| {
             let text = text_field(m, "text")?.to_string();

@@ -1,5 +1,5 @@
 use super::{load_encoder, model_path, CHUNK_LINES};
-use crate::io::{process_batched, records, text_field};
+use crate::io::{process_batched, progress, records, text_field};
 use anyhow::Result;
 use nlpd_engine::{Aggregation, EntityOutput};
 use serde_json::json;
@@ -37,6 +37,7 @@ pub fn run(args: Args, models_dir: &Path) -> Result<usize> {
     };
     process_batched(
         records(args.input.as_deref())?,
+        &progress(args.input.as_deref()),
         CHUNK_LINES,
         |m| text_field(m, "text").map(str::to_string),
         |texts| {

@@ -1,5 +1,5 @@
 use super::model_path;
-use crate::io::{opt_text_field, records, text_field, Output};
+use crate::io::{opt_text_field, progress, records, text_field, Output};
 use anyhow::{Context, Result};
 use nlpd_engine::generate::{GenModel, GenerateOptions};
 use nlpd_runtime::prompts::explain_messages;
@@ -51,7 +51,14 @@ pub fn run(args: Args, models_dir: &Path) -> Result<usize> {
         repeat_penalty: args.repeat_penalty,
     };
     let mut out = Output::new();
+    // Streamed text goes to stdout; the bar only shows for --input files with --json on a terminal.
+    let bar = if args.json {
+        progress(args.input.as_deref())
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
     for rec in records(args.input.as_deref())? {
+        bar.inc(1);
         let item = rec.value.and_then(|m| {
             let code = text_field(&m, "code")
                 .or_else(|_| text_field(&m, "text"))?
@@ -102,5 +109,6 @@ pub fn run(args: Args, models_dir: &Path) -> Result<usize> {
             Err(e) => out.error(rec.line, &e.to_string())?,
         }
     }
+    bar.finish_and_clear();
     Ok(out.failed)
 }
