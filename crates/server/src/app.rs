@@ -152,7 +152,8 @@ async fn record(State(st): State<AppState>, req: Request, next: Next) -> Respons
     let served = resp.extensions().get::<Served>().cloned();
     let model = served.as_ref().map(|s| s.model.clone()).unwrap_or_default();
     metrics::counter!(m::REQUESTS, "route" => route.clone(), "model" => model.clone(), "status" => status.as_u16().to_string()).increment(1);
-    if let Some(s) = served {
+    let streamed = resp.extensions().get::<crate::state::Streamed>().is_some();
+    if let Some(s) = served.filter(|_| !streamed) {
         metrics::histogram!(m::REQUEST_DURATION, "route" => route, "model" => model)
             .record(took.as_secs_f64());
         st.stats()

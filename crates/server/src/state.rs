@@ -52,3 +52,7 @@ pub struct Served {
     pub model: String,
     pub inputs: usize,
 }
+
+/// Marks a streamed response: its latency is recorded when the stream ends, not at the headers.
+#[derive(Debug, Clone, Copy)]
+pub struct Streamed;

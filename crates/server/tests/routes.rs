@@ -322,6 +322,17 @@ async fn generation_routes() {
         joined, full,
         "streamed text equals the non-streamed greedy text"
     );
+    // The stream is recorded once, when it ends (not when its headers went out).
+    let stats = s.get("/v1/stats").await.json();
+    let chat = stats["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["task"] == "chat")
+        .unwrap()
+        .clone();
+    assert_eq!(chat["requests"], 2, "{chat}");
+    assert!(chat["latency"]["p50_ms"].as_f64().unwrap() > 5.0, "{chat}");
 
     let r = s
         .post_json(

@@ -5,18 +5,21 @@ use super::respond;
 use crate::error::ApiError;
 use crate::json::ApiJson;
 use crate::pipeline::deadline;
-use crate::state::{AppState, Served};
+use crate::state::{AppState, Served, Streamed};
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream};
 use nlpd_engine::generate::{ChatMessage, GenerateOptions, Generation};
 use nlpd_runtime::prompts::explain_messages;
+use nlpd_runtime::{metrics as m, Stats};
 use nlpd_runtime::{GenEvent, GenInput};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Instant;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -196,12 +199,46 @@ fn sse_stream(
     )
 }
 
+/// Records a stream's whole duration (request metrics and `/v1/stats`) when it ends or the
+/// client leaves.
+struct StreamTimer {
+    stats: Arc<Stats>,
+    served: Served,
+    start: Instant,
+}
+
+impl Drop for StreamTimer {
+    fn drop(&mut self) {
+        let took = self.start.elapsed();
+        metrics::histogram!(m::REQUEST_DURATION, "route" => format!("stream:{}", self.served.task), "model" => self.served.model.clone())
+            .record(took.as_secs_f64());
+        self.stats.request(
+            self.served.task,
+            &self.served.model,
+            self.served.inputs,
+            true,
+            took,
+        );
+    }
+}
+
 fn sse_response(
+    st: &AppState,
     served: Served,
     s: impl Stream<Item = Result<Event, Infallible>> + Send + 'static,
 ) -> Response {
+    let timer = StreamTimer {
+        stats: st.stats().clone(),
+        served: served.clone(),
+        start: Instant::now(),
+    };
+    let s = futures_util::StreamExt::map(s, move |ev| {
+        let _keep = &timer;
+        ev
+    });
     let mut r = Sse::new(s).keep_alive(KeepAlive::default()).into_response();
     r.extensions_mut().insert(served);
+    r.extensions_mut().insert(Streamed);
     r
 }
 
@@ -267,6 +304,7 @@ pub async fn chat_completions(
         }));
         let head = stream::once(async move { Ok(Event::default().data(first.to_string())) });
         return Ok(sse_response(
+            &st,
             served,
             futures_util::StreamExt::chain(head, body),
         ));
@@ -335,7 +373,7 @@ pub async fn completions(
         }, true, req.stream_options.include_usage.then(|| -> UsageChunk {
             Box::new(move |u| json!({"id": id3, "object": "text_completion", "created": created, "model": name3, "choices": [], "usage": u}))
         }));
-        return Ok(sse_response(served, body));
+        return Ok(sse_response(&st, served, body));
     }
     let g = collect(rx).await?;
     Ok(respond(
@@ -404,7 +442,7 @@ pub async fn explain(
             false,
             None,
         );
-        return Ok(sse_response(served, body));
+        return Ok(sse_response(&st, served, body));
     }
     let g = collect(rx).await?;
     Ok(respond(
