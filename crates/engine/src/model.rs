@@ -92,6 +92,22 @@ pub struct TokenPredictions {
 }
 
 impl TokenPredictions {
+    /// Each token with its top label (`O` for an id outside `labels`), score and offsets.
+    pub fn views<'a>(&self, labels: &'a [String]) -> Vec<TokenView<'a>> {
+        self.label_ids()
+            .iter()
+            .enumerate()
+            .map(|(t, &l)| TokenView {
+                label: labels.get(l).map(String::as_str).unwrap_or("O"),
+                score: self.probs[t][l],
+                start: self.encoded.offsets[t].0,
+                end: self.encoded.offsets[t].1,
+                word: self.encoded.word_ids[t],
+                special: self.encoded.special[t],
+            })
+            .collect()
+    }
+
     /// Argmax label id per token.
     pub fn label_ids(&self) -> Vec<usize> {
         self.probs
@@ -428,19 +444,7 @@ pub fn entities_of(
     labels: &[String],
     aggregation: Aggregation,
 ) -> EntityOutput {
-    let ids = p.label_ids();
-    let views: Vec<TokenView> = ids
-        .iter()
-        .enumerate()
-        .map(|(t, &l)| TokenView {
-            label: labels.get(l).map(String::as_str).unwrap_or("O"),
-            score: p.probs[t][l],
-            start: p.encoded.offsets[t].0,
-            end: p.encoded.offsets[t].1,
-            word: p.encoded.word_ids[t],
-            special: p.encoded.special[t],
-        })
-        .collect();
+    let views = p.views(labels);
     match aggregation {
         Aggregation::Simple => EntityOutput::Spans(aggregate_joined(text, &views)),
         Aggregation::None => EntityOutput::Tokens(tokens_none(text, &views)),

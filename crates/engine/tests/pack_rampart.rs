@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use nlpd_engine::aggregate::{aggregate_simple, TokenView};
+use nlpd_engine::aggregate::aggregate_simple;
 use nlpd_engine::{Aggregation, EncoderModel, EntityOutput};
 
 #[test]
@@ -32,18 +32,7 @@ fn rampart_matches_onnxruntime() {
             "token labels of text {i}: {}",
             texts[i]
         );
-        let views: Vec<TokenView> = ids
-            .iter()
-            .enumerate()
-            .map(|(t, &l)| TokenView {
-                label: &labels[l],
-                score: p.probs[t][l],
-                start: p.encoded.offsets[t].0,
-                end: p.encoded.offsets[t].1,
-                word: p.encoded.word_ids[t],
-                special: p.encoded.special[t],
-            })
-            .collect();
+        let views = p.views(&labels);
         let spans = aggregate_simple(&texts[i], &views);
         let want = g["entities"][i].as_array().unwrap();
         assert_eq!(

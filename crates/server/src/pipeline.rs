@@ -110,3 +110,40 @@ pub fn postprocess<T>(state: &AppState, served: &Served, f: impl FnOnce() -> T) 
         .stage(served.task, &served.model, Stage::Postprocess, took);
     out
 }
+
+/// The tokens of each text with the model's tokenizer (special tokens included, truncated to the
+/// model's limit), for the tokenize routes; `end_key` names the end offset (`end`; TEI: `stop`).
+pub async fn tokenize_texts(
+    state: &AppState,
+    model: Option<&str>,
+    texts: &[String],
+    end_key: &str,
+) -> Result<(Vec<Vec<serde_json::Value>>, Served), ApiError> {
+    crate::types::check_count(texts.len(), "inputs", state.config.max_inputs_per_request)?;
+    let name = state.registry.resolve(model, "embed")?;
+    let handle = state.registry.encoder(&name).await?;
+    let tokenizer = &handle.info.tokenizer;
+    let mut out = Vec::with_capacity(texts.len());
+    for (i, t) in texts.iter().enumerate() {
+        let enc = tokenizer.encode(TextInput::Single(t), true, i)?;
+        let rows = (0..enc.len())
+            .map(|k| {
+                let mut row = serde_json::json!({
+                    "id": enc.ids[k],
+                    "text": tokenizer.inner().id_to_token(enc.ids[k]).unwrap_or_default(),
+                    "start": enc.offsets[k].0,
+                    "special": enc.special[k],
+                });
+                row[end_key] = serde_json::json!(enc.offsets[k].1);
+                row
+            })
+            .collect();
+        out.push(rows);
+    }
+    let served = Served {
+        task: "tokenize",
+        model: name,
+        inputs: texts.len(),
+    };
+    Ok((out, served))
+}

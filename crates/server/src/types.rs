@@ -110,3 +110,8 @@ pub struct Usage {
     pub prompt_tokens: usize,
     pub total_tokens: usize,
 }
+
+/// serde default for flags that are on unless turned off (`normalize`, `truncate`, ...).
+pub fn default_true() -> bool {
+    true
+}

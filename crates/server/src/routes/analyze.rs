@@ -46,13 +46,9 @@ pub struct AnalyzeRequest {
     inputs: Texts,
     /// Default: every task that has a model.
     tasks: Option<Vec<AnalyzeTask>>,
-    #[serde(default = "yes")]
+    #[serde(default = "crate::types::default_true")]
     truncate: bool,
     timeout_ms: Option<u64>,
-}
-
-fn yes() -> bool {
-    true
 }
 
 pub async fn analyze(

@@ -4,7 +4,7 @@
 use super::respond;
 use crate::error::ApiError;
 use crate::json::ApiJson;
-use crate::pipeline::{postprocess, run_encoder, Input};
+use crate::pipeline::{postprocess, run_encoder, tokenize_texts, Input};
 use crate::state::{AppState, Served};
 use crate::types::{check_count, ClassifyInputs, LabelScore, Texts, Usage};
 use axum::extract::State;
@@ -23,16 +23,12 @@ fn singles(v: Vec<String>) -> Vec<Input> {
 pub struct EmbedRequest {
     model: Option<String>,
     inputs: Texts,
-    #[serde(default = "yes")]
+    #[serde(default = "crate::types::default_true")]
     normalize: bool,
-    #[serde(default = "yes")]
+    #[serde(default = "crate::types::default_true")]
     truncate: bool,
     dimensions: Option<usize>,
     timeout_ms: Option<u64>,
-}
-
-fn yes() -> bool {
-    true
 }
 
 pub async fn embed(
@@ -195,7 +191,7 @@ pub struct ClassifyRequest {
     top_k: Option<usize>,
     #[serde(default)]
     raw_scores: bool,
-    #[serde(default = "yes")]
+    #[serde(default = "crate::types::default_true")]
     truncate: bool,
     timeout_ms: Option<u64>,
 }
@@ -268,7 +264,7 @@ pub struct EntitiesRequest {
     inputs: Texts,
     #[serde(default)]
     aggregation: AggregationParam,
-    #[serde(default = "yes")]
+    #[serde(default = "crate::types::default_true")]
     truncate: bool,
     timeout_ms: Option<u64>,
 }
@@ -330,38 +326,8 @@ pub async fn tokenize(
     ApiJson(req): ApiJson<TokenizeRequest>,
 ) -> Result<Response, ApiError> {
     let texts = req.inputs.into_vec();
-    check_count(texts.len(), "inputs", st.config.max_inputs_per_request)?;
-    let name = st.registry.resolve(req.model.as_deref(), "embed")?;
-    let handle = st.registry.encoder(&name).await?;
-    let n = texts.len();
-    let mut out = Vec::with_capacity(n);
-    for (i, t) in texts.iter().enumerate() {
-        let enc = handle
-            .info
-            .tokenizer
-            .encode(nlpd_engine::TextInput::Single(t), true, i)?;
-        let inner = handle.info.tokenizer.inner();
-        let toks: Vec<Value> = (0..enc.len())
-            .map(|k| {
-                json!({
-                    "id": enc.ids[k],
-                    "text": inner.id_to_token(enc.ids[k]).unwrap_or_default(),
-                    "start": enc.offsets[k].0,
-                    "end": enc.offsets[k].1,
-                    "special": enc.special[k],
-                })
-            })
-            .collect();
-        out.push(toks);
-    }
-    Ok(respond(
-        Served {
-            task: "tokenize",
-            model: name,
-            inputs: n,
-        },
-        json!({ "tokens": out }),
-    ))
+    let (tokens, served) = tokenize_texts(&st, req.model.as_deref(), &texts, "end").await?;
+    Ok(respond(served, json!({ "tokens": tokens })))
 }
 
 #[derive(Deserialize)]
@@ -371,7 +337,7 @@ pub struct RerankRequest {
     query: String,
     documents: Vec<String>,
     top_n: Option<usize>,
-    #[serde(default = "yes")]
+    #[serde(default = "crate::types::default_true")]
     return_documents: bool,
     timeout_ms: Option<u64>,
 }

@@ -3,8 +3,8 @@
 use super::respond;
 use crate::error::ApiError;
 use crate::json::ApiJson;
-use crate::pipeline::{run_encoder, Input};
-use crate::state::{AppState, Served};
+use crate::pipeline::{run_encoder, tokenize_texts, Input};
+use crate::state::AppState;
 use crate::types::{check_count, Texts};
 use axum::extract::State;
 use axum::response::Response;
@@ -13,16 +13,12 @@ use nlpd_engine::{EncoderOp, OpOutput};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-fn yes() -> bool {
-    true
-}
-
 #[derive(Deserialize)]
 pub struct TeiEmbed {
     inputs: Texts,
-    #[serde(default = "yes")]
+    #[serde(default = "crate::types::default_true")]
     normalize: bool,
-    #[serde(default = "yes")]
+    #[serde(default = "crate::types::default_true")]
     truncate: bool,
     dimensions: Option<usize>,
 }
@@ -143,32 +139,8 @@ pub async fn tokenize(
     ApiJson(req): ApiJson<TeiTokenize>,
 ) -> Result<Response, ApiError> {
     let texts = req.inputs.into_vec();
-    check_count(texts.len(), "inputs", st.config.max_inputs_per_request)?;
-    let name = st.registry.resolve(None, "embed")?;
-    let handle = st.registry.encoder(&name).await?;
-    let mut out = Vec::new();
-    for (i, t) in texts.iter().enumerate() {
-        let enc = handle
-            .info
-            .tokenizer
-            .encode(nlpd_engine::TextInput::Single(t), true, i)?;
-        let inner = handle.info.tokenizer.inner();
-        out.push(
-            (0..enc.len())
-                .map(|k| json!({"id": enc.ids[k], "text": inner.id_to_token(enc.ids[k]).unwrap_or_default(),
-                    "special": enc.special[k], "start": enc.offsets[k].0, "stop": enc.offsets[k].1}))
-                .collect::<Vec<_>>(),
-        );
-    }
-    let n = texts.len();
-    Ok(respond(
-        Served {
-            task: "tokenize",
-            model: name,
-            inputs: n,
-        },
-        out,
-    ))
+    let (tokens, served) = tokenize_texts(&st, None, &texts, "stop").await?;
+    Ok(respond(served, tokens))
 }
 
 pub async fn info(State(st): State<AppState>) -> Json<Value> {
