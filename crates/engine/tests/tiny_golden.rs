@@ -258,3 +258,21 @@ fn batch_results_equal_single_results() {
         assert!(d < 1e-5, "input {i}: batched differs from alone by {d}");
     }
 }
+
+#[test]
+fn limit_tokens_caps_inputs_below_the_model_limit() {
+    let (mut model, g) = tiny("bert-base");
+    let long = texts(&g).into_iter().max_by_key(|t| t.len()).unwrap();
+    model.limit_tokens(10).unwrap();
+    assert_eq!(model.tokenizer().max_len(), 10);
+    let enc = model.encode(&[TextInput::Single(&long)], true).unwrap();
+    assert_eq!(enc[0].len(), 10);
+    assert!(enc[0].special[9], "the last token is still [SEP]");
+    let err = model
+        .encode(&[TextInput::Single(&long)], false)
+        .unwrap_err();
+    assert!(err.to_string().contains("limit of 10"), "{err}");
+    // A cap above the model's own limit changes nothing.
+    model.limit_tokens(100_000).unwrap();
+    assert_eq!(model.tokenizer().max_len(), 10);
+}
