@@ -40,6 +40,9 @@ enum Command {
     Entities(commands::entities::Args),
     /// Explain code with a generative model: {"code": ..., "language"?: ...} → streamed text.
     Explain(commands::explain::Args),
+    /// The model pack: `list` what it holds, `info` on any model.
+    #[command(subcommand)]
+    Models(commands::models::Command),
     /// Serve every task over HTTP with dynamic batching (see `nlpd serve --help`).
     Serve(Box<commands::serve::Args>),
 }
@@ -62,6 +65,7 @@ fn main() -> ExitCode {
         Command::Entities(a) => commands::entities::run(a, &cli.models_dir),
         Command::Explain(a) => commands::explain::run(a, &cli.models_dir),
         Command::Serve(a) => commands::serve::run(*a, &cli.models_dir),
+        Command::Models(c) => commands::models::run(c, &cli.models_dir),
     };
     match result {
         Ok(0) => ExitCode::SUCCESS,

@@ -286,3 +286,27 @@ fn classify_and_strict_mode_on_a_tiny_model() {
         l[0]
     );
 }
+
+#[test]
+fn models_list_and_info() {
+    let out = nlpd(&["models", "list", "--json"], "");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let l = lines(&out);
+    assert_eq!(l.len(), 4);
+    assert!(l
+        .iter()
+        .any(|m| m["name"] == "rampart-pii-ner" && m["task"] == "entities"));
+    let tiny = repo().join("tests/golden/tiny/distilbert-tokcls");
+    let out = nlpd(&["models", "info", tiny.to_str().unwrap()], "");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (v["task"].as_str(), v["family"].as_str()),
+        (Some("entities"), Some("distilbert"))
+    );
+    assert_eq!(v["labels"].as_array().unwrap().len(), 7);
+    assert_eq!(v["max_tokens"], 64);
+    let out = nlpd(&["models", "info", "nope"], "");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("not a pack model"));
+}

@@ -2,6 +2,7 @@ pub mod classify;
 pub mod embed;
 pub mod entities;
 pub mod explain;
+pub mod models;
 pub mod serve;
 
 use anyhow::{Context, Result};
