@@ -105,8 +105,9 @@ struct Series {
     inputs: u64,
     total: Histogram,
     stages: BTreeMap<Stage, Histogram>,
-    /// Completion times of inputs in the last 15 minutes (for throughput windows).
-    recent: VecDeque<Instant>,
+    /// Inputs completed per second over the last 15 minutes: (second since start, count).
+    /// Bounded at 900 entries whatever the request rate.
+    recent: VecDeque<(u64, u64)>,
 }
 
 #[derive(Default)]
@@ -160,13 +161,15 @@ impl Stats {
             }
             s.inputs += inputs as u64;
             s.total.record(latency);
-            for _ in 0..inputs.min(10_000) {
-                s.recent.push_back(now);
+            let sec = now.duration_since(self.started).as_secs();
+            match s.recent.back_mut() {
+                Some((last, count)) if *last == sec => *count += inputs as u64,
+                _ => s.recent.push_back((sec, inputs as u64)),
             }
             while s
                 .recent
                 .front()
-                .is_some_and(|t| now.duration_since(*t) > WINDOW_15M)
+                .is_some_and(|(t, _)| sec.saturating_sub(*t) >= WINDOW_15M.as_secs())
             {
                 s.recent.pop_front();
             }
@@ -209,12 +212,14 @@ impl Stats {
                 .series
                 .iter()
                 .map(|((task, model), s)| {
+                    let now_sec = now.duration_since(self.started).as_secs();
                     let per_s = |w: Duration| {
-                        let n = s
+                        let n: u64 = s
                             .recent
                             .iter()
-                            .filter(|t| now.duration_since(**t) <= w)
-                            .count();
+                            .filter(|(t, _)| now_sec.saturating_sub(*t) < w.as_secs())
+                            .map(|(_, c)| c)
+                            .sum();
                         n as f64
                             / w.as_secs_f64()
                                 .min(self.started.elapsed().as_secs_f64().max(1.0))
@@ -325,6 +330,12 @@ mod tests {
         assert_eq!(
             (r.series[0].requests, r.series[0].errors, r.series[0].inputs),
             (2, 1, 3)
+        );
+        // Throughput counts inputs (within the first second the window is one second long).
+        assert!(
+            (r.series[0].inputs_per_s_1m - 3.0).abs() < 1e-9,
+            "{}",
+            r.series[0].inputs_per_s_1m
         );
     }
 }
