@@ -42,8 +42,24 @@ pub async fn run_encoder(
     truncate: bool,
     timeout_ms: Option<u64>,
 ) -> Result<EncoderRun, ApiError> {
+    run_encoder_as(state, model, task, task, inputs, op, truncate, timeout_ms).await
+}
+
+/// [`run_encoder`] for a request counted as `task` whose model, when the request names none, is
+/// the default of `default_task` (rerank without a cross-encoder uses the embedding model).
+#[allow(clippy::too_many_arguments)]
+pub async fn run_encoder_as(
+    state: &AppState,
+    model: Option<&str>,
+    default_task: &str,
+    task: &'static str,
+    inputs: Vec<Input>,
+    op: EncoderOp,
+    truncate: bool,
+    timeout_ms: Option<u64>,
+) -> Result<EncoderRun, ApiError> {
     let (deadline, budget) = deadline(state, timeout_ms);
-    let name = state.registry.resolve(model, task)?;
+    let name = state.registry.resolve(model, default_task)?;
     let work = async {
         let handle = state.registry.encoder(&name).await?;
         let n = inputs.len();

@@ -210,6 +210,17 @@ async fn encoder_routes() {
     let res = r.json()["results"].as_array().unwrap().clone();
     assert_eq!(res.len(), 3);
     assert!(res[0].get("document").is_none());
+    // The bi-encoder rerank is accounted as rerank (stages included), not as embed.
+    let stats = s.get("/v1/stats").await.json();
+    let rr = stats["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["task"] == "rerank" && x["model"] == "minilm")
+        .expect("rerank series for the embedding model")
+        .clone();
+    assert_eq!(rr["requests"], 1, "{rr}");
+    assert!(rr["tokenize"]["count"].as_u64().unwrap() >= 1, "{rr}");
 
     let r = s
         .post_json("/v1/tokenize", json!({"inputs": "Hello world"}))

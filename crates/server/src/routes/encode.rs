@@ -4,7 +4,7 @@
 use super::respond;
 use crate::error::ApiError;
 use crate::json::ApiJson;
-use crate::pipeline::{postprocess, run_encoder, tokenize_texts, Input};
+use crate::pipeline::{postprocess, run_encoder, run_encoder_as, tokenize_texts, Input};
 use crate::state::{AppState, Served};
 use crate::types::{check_count, ClassifyInputs, LabelScore, Texts, Usage};
 use axum::extract::State;
@@ -401,7 +401,17 @@ pub async fn rerank_scores(
         normalize: true,
         dimensions: None,
     };
-    let run = run_encoder(st, model, "embed", singles(texts), op, true, timeout_ms).await?;
+    let run = run_encoder_as(
+        st,
+        model,
+        "embed",
+        "rerank",
+        singles(texts),
+        op,
+        true,
+        timeout_ms,
+    )
+    .await?;
     let vecs: Vec<Vec<f32>> = run
         .outputs
         .into_iter()
@@ -412,11 +422,7 @@ pub async fn rerank_scores(
         .iter()
         .map(|d| d.iter().zip(q).map(|(a, b)| a * b).sum())
         .collect();
-    let served = Served {
-        task: "rerank",
-        ..run.served
-    };
-    Ok((scores, served))
+    Ok((scores, run.served))
 }
 
 pub async fn rerank(
