@@ -333,6 +333,19 @@ async fn generation_routes() {
         joined, full,
         "streamed text equals the non-streamed greedy text"
     );
+    // stream_options.include_usage: a last chunk with no choices and the usage, then [DONE].
+    let r = s
+        .post_json(
+            "/v1/completions",
+            json!({"prompt": "Hello", "max_tokens": 3, "stream": true, "stream_options": {"include_usage": true}}),
+        )
+        .await;
+    let data = r.sse_data();
+    assert_eq!(data.last().unwrap(), "[DONE]");
+    let u: Value = serde_json::from_str(&data[data.len() - 2]).unwrap();
+    assert_eq!(u["choices"], json!([]));
+    assert_eq!(u["usage"]["completion_tokens"], 3);
+    assert_eq!(u["object"], "text_completion");
     // The stream is recorded once, when it ends (not when its headers went out).
     let stats = s.get("/v1/stats").await.json();
     let chat = stats["requests"]

@@ -249,6 +249,42 @@ pub struct StreamOptions {
     include_usage: bool,
 }
 
+/// The fields every OpenAI response and chunk of one request share.
+#[derive(Clone)]
+struct Envelope {
+    id: String,
+    object: &'static str,
+    created: u64,
+    model: String,
+}
+
+impl Envelope {
+    fn new(prefix: &str, object: &'static str, model: &str) -> Self {
+        Envelope {
+            id: new_id(prefix),
+            object,
+            created: now_s(),
+            model: model.to_string(),
+        }
+    }
+
+    fn wrap(&self, choices: Value) -> Value {
+        json!({"id": self.id, "object": self.object, "created": self.created, "model": self.model, "choices": choices})
+    }
+
+    /// `stream_options.include_usage`: the last chunk, with no choices and the usage.
+    fn usage_chunk(&self, include: bool) -> Option<UsageChunk> {
+        let env = self.clone();
+        include.then(|| -> UsageChunk {
+            Box::new(move |u| {
+                let mut v = env.wrap(json!([]));
+                v["usage"] = u;
+                v
+            })
+        })
+    }
+}
+
 #[derive(Deserialize)]
 pub struct ChatRequest {
     model: Option<String>,
@@ -286,22 +322,24 @@ pub async fn chat_completions(
         model: name.clone(),
         inputs: 1,
     };
-    let id = new_id("chatcmpl");
-    let created = now_s();
     if req.stream {
-        let first = json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": name,
-            "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null}]});
-        let (id2, name2) = (id.clone(), name.clone());
-        let (id3, name3) = (id.clone(), name.clone());
-        let body = sse_stream(rx, move |text, done| match (text, done) {
-            (Some(t), _) => json!({"id": id2, "object": "chat.completion.chunk", "created": created, "model": name2,
-                "choices": [{"index": 0, "delta": {"content": t}, "finish_reason": null}]}),
-            (None, Some(g)) => json!({"id": id2, "object": "chat.completion.chunk", "created": created, "model": name2,
-                "choices": [{"index": 0, "delta": {}, "finish_reason": g.finish_reason.as_str()}]}),
-            _ => json!({}),
-        }, true, req.stream_options.include_usage.then(|| -> UsageChunk {
-            Box::new(move |u| json!({"id": id3, "object": "chat.completion.chunk", "created": created, "model": name3, "choices": [], "usage": u}))
-        }));
+        let env = Envelope::new("chatcmpl", "chat.completion.chunk", &name);
+        let first = env.wrap(json!([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null}]));
+        let usage_chunk = env.usage_chunk(req.stream_options.include_usage);
+        let body = sse_stream(
+            rx,
+            move |text, done| match (text, done) {
+                (Some(t), _) => {
+                    env.wrap(json!([{"index": 0, "delta": {"content": t}, "finish_reason": null}]))
+                }
+                (None, Some(g)) => env.wrap(
+                    json!([{"index": 0, "delta": {}, "finish_reason": g.finish_reason.as_str()}]),
+                ),
+                _ => json!({}),
+            },
+            true,
+            usage_chunk,
+        );
         let head = stream::once(async move { Ok(Event::default().data(first.to_string())) });
         return Ok(sse_response(
             &st,
@@ -310,14 +348,10 @@ pub async fn chat_completions(
         ));
     }
     let g = collect(rx).await?;
-    Ok(respond(
-        served,
-        json!({
-            "id": id, "object": "chat.completion", "created": created, "model": name,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": g.text}, "finish_reason": g.finish_reason.as_str()}],
-            "usage": usage(&g),
-        }),
-    ))
+    let env = Envelope::new("chatcmpl", "chat.completion", &name);
+    let mut body = env.wrap(json!([{"index": 0, "message": {"role": "assistant", "content": g.text}, "finish_reason": g.finish_reason.as_str()}]));
+    body["usage"] = usage(&g);
+    Ok(respond(served, body))
 }
 
 #[derive(Deserialize)]
@@ -357,33 +391,29 @@ pub async fn completions(
         model: name.clone(),
         inputs: 1,
     };
-    let id = new_id("cmpl");
-    let created = now_s();
+    let env = Envelope::new("cmpl", "text_completion", &name);
     if req.stream {
-        let (id2, name2) = (id.clone(), name.clone());
-        let (id3, name3) = (id.clone(), name.clone());
-        let body = sse_stream(rx, move |text, done| {
-            let (t, finish) = match (text, done) {
-                (Some(t), _) => (t.to_string(), Value::Null),
-                (None, Some(g)) => (String::new(), json!(g.finish_reason.as_str())),
-                _ => (String::new(), Value::Null),
-            };
-            json!({"id": id2, "object": "text_completion", "created": created, "model": name2,
-                "choices": [{"index": 0, "text": t, "finish_reason": finish}]})
-        }, true, req.stream_options.include_usage.then(|| -> UsageChunk {
-            Box::new(move |u| json!({"id": id3, "object": "text_completion", "created": created, "model": name3, "choices": [], "usage": u}))
-        }));
+        let usage_chunk = env.usage_chunk(req.stream_options.include_usage);
+        let body = sse_stream(
+            rx,
+            move |text, done| {
+                let (t, finish) = match (text, done) {
+                    (Some(t), _) => (t.to_string(), Value::Null),
+                    (None, Some(g)) => (String::new(), json!(g.finish_reason.as_str())),
+                    _ => (String::new(), Value::Null),
+                };
+                env.wrap(json!([{"index": 0, "text": t, "finish_reason": finish}]))
+            },
+            true,
+            usage_chunk,
+        );
         return Ok(sse_response(&st, served, body));
     }
     let g = collect(rx).await?;
-    Ok(respond(
-        served,
-        json!({
-            "id": id, "object": "text_completion", "created": created, "model": name,
-            "choices": [{"index": 0, "text": g.text, "finish_reason": g.finish_reason.as_str()}],
-            "usage": usage(&g),
-        }),
-    ))
+    let mut body =
+        env.wrap(json!([{"index": 0, "text": g.text, "finish_reason": g.finish_reason.as_str()}]));
+    body["usage"] = usage(&g);
+    Ok(respond(served, body))
 }
 
 #[derive(Deserialize)]
