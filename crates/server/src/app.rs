@@ -54,11 +54,15 @@ pub fn router(registry: Arc<Registry>, config: ServerConfig) -> Router {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
+    let limiter = config
+        .rate_limit
+        .map(|r| Arc::new(crate::ratelimit::RateLimiter::new(r)));
     let state = AppState {
         registry,
         config: Arc::new(config),
         prometheus: prometheus(),
         started_unix_s,
+        limiter,
     };
     let api = Router::new()
         .route("/v1/embed", post(encode::embed))
@@ -119,23 +123,39 @@ async fn method_not_allowed(req: Request) -> ApiError {
     }
 }
 
-/// Bearer-token check when API keys are configured (health and metrics stay open).
+/// Bearer-token check when API keys are configured, then the rate limit of that key (or of the
+/// client's IP address without keys).
 async fn auth(State(st): State<AppState>, req: Request, next: Next) -> Response {
-    if st.config.api_keys.is_empty() {
-        return next.run(req).await;
+    let client = if st.config.api_keys.is_empty() {
+        req.extensions()
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip().to_string())
+            .unwrap_or_default()
+    } else {
+        match bearer(&req) {
+            Some(t) if st.config.api_keys.contains(t) => t.to_string(),
+            _ => return ApiError::Unauthorized.into_response(),
+        }
+    };
+    if let Some(limiter) = &st.limiter {
+        if let Err(retry_after_s) = limiter.check(&client) {
+            return ApiError::Overloaded {
+                message: "rate limit exceeded for this client (--rate-limit)".into(),
+                retry_after_s,
+            }
+            .into_response();
+        }
     }
-    let token = req
-        .headers()
+    next.run(req).await
+}
+
+fn bearer(req: &Request) -> Option<&str> {
+    req.headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, t)| t)
-        .map(str::trim);
-    match token {
-        Some(t) if st.config.api_keys.contains(t) => next.run(req).await,
-        _ => ApiError::Unauthorized.into_response(),
-    }
+        .map(|(_, t)| t.trim())
 }
 
 /// Counts every request by route, model and status, and feeds `/v1/stats`.
@@ -170,6 +190,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = router(registry.clone(), config);
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await?;

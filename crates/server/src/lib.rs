@@ -6,6 +6,7 @@ pub mod error;
 pub mod json;
 pub mod openapi;
 pub mod pipeline;
+pub mod ratelimit;
 pub mod routes;
 pub mod state;
 pub mod types;

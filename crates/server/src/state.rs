@@ -16,6 +16,8 @@ pub struct ServerConfig {
     pub request_timeout: Duration,
     /// Lists longer than this go to the bulk lane.
     pub bulk_threshold: usize,
+    /// Requests per second per API key (per client IP without keys); `None`: unlimited.
+    pub rate_limit: Option<f64>,
 }
 
 impl Default for ServerConfig {
@@ -26,6 +28,7 @@ impl Default for ServerConfig {
             max_inputs_per_request: 2048,
             request_timeout: Duration::from_secs(30),
             bulk_threshold: 8,
+            rate_limit: None,
         }
     }
 }
@@ -37,6 +40,7 @@ pub struct AppState {
     pub prometheus: PrometheusHandle,
     /// Unix seconds when the server started (OpenAI's `created` of each model).
     pub started_unix_s: u64,
+    pub limiter: Option<Arc<crate::ratelimit::RateLimiter>>,
 }
 
 impl AppState {

@@ -441,3 +441,48 @@ async fn graceful_shutdown_finishes_in_flight_requests() {
         "the listener is closed after shutdown"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rate_limits_apply_per_api_key() {
+    let config = ServerConfig {
+        api_keys: ["k1".to_string(), "k2".to_string()].into_iter().collect(),
+        rate_limit: Some(2.0),
+        ..ServerConfig::default()
+    };
+    let s = TestServer::start(
+        vec![spec("emb", &tiny("bert-base"), None)],
+        BatchConfig::default(),
+        None,
+        config,
+    )
+    .await;
+    let body = json!({"inputs": "x"}).to_string();
+    let call = |key: &'static str| {
+        let body = body.clone();
+        let addr = s.addr;
+        async move {
+            request(
+                addr,
+                "POST",
+                "/v1/embed",
+                Some(&body),
+                &[("Authorization", &format!("Bearer {key}"))],
+            )
+            .await
+        }
+    };
+    assert_eq!(call("k1").await.status, 200);
+    assert_eq!(call("k1").await.status, 200);
+    let r = call("k1").await;
+    r.assert_error(429, None);
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert_eq!(call("k2").await.status, 200, "each key has its own bucket");
+    assert_eq!(
+        s.get("/health/live").await.status,
+        200,
+        "health is never limited"
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(call("k1").await.status, 200, "the bucket refills");
+    s.stop().await;
+}

@@ -72,6 +72,10 @@ pub struct Args {
     /// Most inputs in one request; more get 413.
     #[arg(long, env = "NLPD_MAX_INPUTS_PER_REQUEST", default_value_t = 2048)]
     pub max_inputs_per_request: usize,
+    /// Requests per second allowed per API key (per client IP without keys), with bursts of the
+    /// same size; beyond it 429 with Retry-After. Unlimited when unset.
+    #[arg(long, env = "NLPD_RATE_LIMIT")]
+    pub rate_limit: Option<f64>,
     /// Seconds a request may take (queue + compute) before 504; requests can lower it with `timeout_ms`.
     #[arg(long, env = "NLPD_REQUEST_TIMEOUT", default_value_t = 30.0)]
     pub request_timeout: f64,
@@ -187,6 +191,11 @@ pub fn run(args: Args, models_dir: &Path) -> Result<usize> {
     if !(args.request_timeout > 0.0 && args.request_timeout.is_finite()) {
         bail!("--request-timeout must be a positive number of seconds");
     }
+    if let Some(r) = args.rate_limit {
+        if !(r > 0.0 && r.is_finite()) {
+            bail!("--rate-limit must be a positive number of requests per second");
+        }
+    }
     let mut keys: HashSet<String> = args
         .api_keys
         .iter()
@@ -214,6 +223,7 @@ pub fn run(args: Args, models_dir: &Path) -> Result<usize> {
         max_request_bytes,
         max_inputs_per_request: args.max_inputs_per_request.max(1),
         request_timeout: Duration::from_secs_f64(args.request_timeout),
+        rate_limit: args.rate_limit,
         ..ServerConfig::default()
     };
     tracing::info!(
@@ -223,10 +233,11 @@ pub fn run(args: Args, models_dir: &Path) -> Result<usize> {
         max_input_tokens = ?args.max_input_tokens, max_request_bytes, max_inputs_per_request = config.max_inputs_per_request,
         request_timeout_s = args.request_timeout, "effective configuration (API keys redacted)"
     );
-    eprintln!("nlpd: configuration: host={} port={} preload={} memory_budget={} max_batch_tokens={} max_batch_size={} max_wait_us={} max_queue={} api_keys={} max_input_tokens={} max_request_bytes={} max_inputs_per_request={} request_timeout={}s",
+    eprintln!("nlpd: configuration: host={} port={} preload={} memory_budget={} max_batch_tokens={} max_batch_size={} max_wait_us={} max_queue={} api_keys={} max_input_tokens={} max_request_bytes={} max_inputs_per_request={} request_timeout={}s rate_limit={}",
         args.host, args.port, args.preload, budget.map(|b| b.to_string()).unwrap_or_else(|| "none".into()), batch.max_batch_tokens, batch.max_batch_size,
         args.max_wait_us, batch.max_queue, if config.api_keys.is_empty() { "none".to_string() } else { format!("{} (redacted)", config.api_keys.len()) },
-        args.max_input_tokens.map(|n| n.to_string()).unwrap_or_else(|| "model limit".into()), max_request_bytes, config.max_inputs_per_request, args.request_timeout);
+        args.max_input_tokens.map(|n| n.to_string()).unwrap_or_else(|| "model limit".into()), max_request_bytes, config.max_inputs_per_request, args.request_timeout,
+        args.rate_limit.map(|r| format!("{r}/s per client")).unwrap_or_else(|| "none".into()));
     for s in &specs {
         eprintln!(
             "nlpd: model {} task={} kind={:?} arch={} bytes={} path={}",
