@@ -90,6 +90,7 @@ pub fn router(registry: Arc<Registry>, config: ServerConfig) -> Router {
     let open = Router::new()
         .route("/health", get(ops::ready))
         .route("/health/ready", get(ops::ready))
+        .route("/", get(dashboard))
         .route("/health/live", get(ops::live))
         .route("/metrics", get(ops::metrics))
         .route(
@@ -108,6 +109,12 @@ pub fn router(registry: Arc<Registry>, config: ServerConfig) -> Router {
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// The dashboard: one static page (no external assets) that polls `/v1/stats` and `/v1/models`
+/// and has a playground for every task.
+async fn dashboard() -> axum::response::Html<&'static str> {
+    axum::response::Html(include_str!("dashboard.html"))
 }
 
 async fn not_found(req: Request) -> ApiError {

@@ -346,6 +346,11 @@ fn ops_paths() -> Value {
     };
     let ready_desc = "Ready when every model loaded at start (`--preload`) is loaded; without `--preload` always ready.";
     json!({
+        "/": get(op("ops", "dashboard", "Dashboard",
+            "A single static HTML page (no external assets) plotting throughput, latency percentiles, batch sizes and memory \
+             from `/v1/stats`, listing the models, with a playground for every task. The page is open; its API calls send the \
+             key typed into it.",
+            None, json!({"200": {"description": "The page.", "content": {"text/html": {"schema": {"type": "string"}}}}}), false)),
         "/health": get(op("ops", "health", "Readiness (alias of /health/ready)", ready_desc, None, ready(), false)),
         "/health/ready": get(op("ops", "healthReady", "Readiness", ready_desc, None, ready(), false)),
         "/health/live": get(op("ops", "healthLive", "Liveness", "Answers while the process serves HTTP.", None,
@@ -925,6 +930,7 @@ mod tests {
         ("get", "/metrics"),
         ("get", "/info"),
         ("get", "/openapi.json"),
+        ("get", "/"),
     ];
 
     #[test]
@@ -972,8 +978,10 @@ mod tests {
         let s = spec();
         for (method, path) in ROUTES {
             let sec = &s["paths"][*path][*method]["security"];
-            let open =
-                path.starts_with("/health") || *path == "/metrics" || *path == "/openapi.json";
+            let open = path.starts_with("/health")
+                || *path == "/metrics"
+                || *path == "/openapi.json"
+                || *path == "/";
             assert_eq!(
                 sec.as_array().unwrap().is_empty(),
                 open,

@@ -474,6 +474,26 @@ async fn operations_routes() {
     assert_eq!(cls["requests"], 1);
     assert!(cls["inference"]["p50_ms"].as_f64().unwrap() > 0.0);
     s.get("/v1/nope").await.assert_error(404, None);
+    // The dashboard: one self-contained page that reads the stats and models routes.
+    let page = s.get("/").await;
+    assert_eq!(page.status, 200);
+    assert!(page
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/html"));
+    for needle in [
+        "/v1/stats",
+        "/v1/models",
+        "<canvas",
+        "Playground",
+        "/v1/explain",
+    ] {
+        assert!(page.body.contains(needle), "dashboard lacks {needle}");
+    }
+    assert!(
+        !page.body.contains("http://") && !page.body.contains("https://"),
+        "no external assets"
+    );
     let spec_doc = s.get("/openapi.json").await.json();
     assert_eq!(spec_doc["openapi"], "3.1.0");
     let m = s.get("/v1/models/minilm").await.json();
