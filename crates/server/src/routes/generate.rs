@@ -116,14 +116,21 @@ async fn start(
     opts: GenerateOptions,
     task: &'static str,
     timeout_ms: Option<u64>,
-) -> Result<(UnboundedReceiver<GenEvent>, String), ApiError> {
+) -> Result<(UnboundedReceiver<GenEvent>, Served), ApiError> {
     // OpenAI clients name OpenAI models: a name this server does not have means the default.
     let model = model.filter(|m| st.registry.spec(m).is_some());
     let name = st.registry.resolve(model, "generate")?;
     let handle = st.registry.generator(&name).await?;
     let (dl, _) = deadline(st, timeout_ms);
     let rx = handle.generate(input, opts, task, dl)?;
-    Ok((rx, name))
+    Ok((
+        rx,
+        Served {
+            task,
+            model: name,
+            inputs: 1,
+        },
+    ))
 }
 
 /// Waits for the whole generation.
@@ -308,7 +315,7 @@ pub async fn chat_completions(
         ));
     }
     let opts = req.sampling.options(256, 1.0)?;
-    let (rx, name) = start(
+    let (rx, served) = start(
         &st,
         req.model.as_deref(),
         GenInput::Chat(req.messages),
@@ -317,11 +324,7 @@ pub async fn chat_completions(
         req.sampling.timeout_ms,
     )
     .await?;
-    let served = Served {
-        task: "chat",
-        model: name.clone(),
-        inputs: 1,
-    };
+    let name = served.model.clone();
     if req.stream {
         let env = Envelope::new("chatcmpl", "chat.completion.chunk", &name);
         let first = env.wrap(json!([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null}]));
@@ -377,7 +380,7 @@ pub async fn completions(
         ));
     }
     let opts = req.sampling.options(16, 1.0)?;
-    let (rx, name) = start(
+    let (rx, served) = start(
         &st,
         req.model.as_deref(),
         GenInput::Text(req.prompt),
@@ -386,11 +389,7 @@ pub async fn completions(
         req.sampling.timeout_ms,
     )
     .await?;
-    let served = Served {
-        task: "completion",
-        model: name.clone(),
-        inputs: 1,
-    };
+    let name = served.model.clone();
     let env = Envelope::new("cmpl", "text_completion", &name);
     if req.stream {
         let usage_chunk = env.usage_chunk(req.stream_options.include_usage);
@@ -444,7 +443,7 @@ pub async fn explain(
     }
     let opts = sampling.options(256, 0.0)?;
     let messages = explain_messages(&req.code, req.language.as_deref());
-    let (rx, name) = start(
+    let (rx, served) = start(
         &st,
         req.model.as_deref(),
         GenInput::Chat(messages),
@@ -453,11 +452,7 @@ pub async fn explain(
         req.sampling.timeout_ms,
     )
     .await?;
-    let served = Served {
-        task: "explain",
-        model: name.clone(),
-        inputs: 1,
-    };
+    let name = served.model.clone();
     if req.stream {
         let name2 = name.clone();
         let body = sse_stream(
