@@ -1,4 +1,4 @@
-# nlpd: the two commands of the README are `make models` + `make test`; the rest are helpers.
+# nlpd: the README's two commands are `make serve` and `make test`; the rest are helpers.
 SHELL := /bin/bash
 PACK ?= default
 export NLPD_MODELS_DIR ?= $(CURDIR)/models
