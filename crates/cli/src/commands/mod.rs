@@ -24,5 +24,6 @@ pub fn load_encoder(path: &Path) -> Result<EncoderModel> {
     EncoderModel::load(path).with_context(|| format!("cannot load model {}", path.display()))
 }
 
-/// Lines processed per engine call: enough for full batches, small enough to stream output.
-pub const CHUNK_LINES: usize = 64;
+/// Lines processed per engine call. The engine sorts each chunk by length before batching, so a
+/// large chunk means little padding on mixed-length input; output still streams chunk by chunk.
+pub const CHUNK_LINES: usize = 1024;
