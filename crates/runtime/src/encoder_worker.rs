@@ -32,7 +32,8 @@ struct Job {
     task: &'static str,
     deadline: Instant,
     enqueued: Instant,
-    reply: oneshot::Sender<Result<OpOutput>>,
+    /// The result, with the item's encoding handed back (callers need its offsets).
+    reply: oneshot::Sender<Result<(Encoded, OpOutput)>>,
 }
 
 /// What the rest of the runtime knows of a loaded encoder (the model itself lives on its thread).
@@ -104,7 +105,7 @@ impl EncoderHandle {
     }
 
     /// Queues every input of one request (all or none: a full queue refuses the whole request with
-    /// 429) and waits for the results, in input order.
+    /// 429) and waits for the results (each with its encoding back), in input order.
     pub async fn run(
         &self,
         encs: Vec<Encoded>,
@@ -112,7 +113,7 @@ impl EncoderHandle {
         task: &'static str,
         lane: Lane,
         deadline: Instant,
-    ) -> Result<Vec<OpOutput>> {
+    ) -> Result<Vec<(Encoded, OpOutput)>> {
         let n = encs.len();
         if n > self.cfg.max_queue {
             return Err(RuntimeError::TooManyItems {
@@ -376,7 +377,7 @@ impl Worker {
             Ok(outs) => {
                 for (j, o) in batch.into_iter().zip(outs) {
                     self.stats.stage(j.task, &self.name, Stage::Inference, took);
-                    let _ = j.reply.send(Ok(o));
+                    let _ = j.reply.send(Ok((j.enc, o)));
                 }
             }
             Err(_) if n > 1 => {
@@ -391,7 +392,7 @@ impl Worker {
                                 RuntimeError::Internal("no output for an item".into())
                             })
                         });
-                    let _ = j.reply.send(r);
+                    let _ = j.reply.send(r.map(|o| (j.enc, o)));
                 }
             }
             Err(e) => {

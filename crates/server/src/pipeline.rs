@@ -90,9 +90,11 @@ pub async fn run_encoder_as(
         } else {
             Lane::Interactive
         };
-        let outputs = handle
-            .run(encodings.clone(), op, task, lane, deadline)
-            .await?;
+        let (encodings, outputs) = handle
+            .run(encodings, op, task, lane, deadline)
+            .await?
+            .into_iter()
+            .unzip();
         Ok::<_, ApiError>(EncoderRun {
             outputs,
             encodings,

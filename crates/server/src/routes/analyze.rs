@@ -133,8 +133,8 @@ pub async fn analyze(
         models.push(r.served.model);
     }
     if let Some(r) = entities {
-        add_entities(&mut results, &r, &texts);
-        models.push(r.served.model);
+        models.push(r.served.model.clone());
+        add_entities(&mut results, r, &texts);
     }
     if let Some(r) = embedding {
         for (slot, o) in results.iter_mut().zip(r.outputs) {
@@ -171,18 +171,15 @@ fn add_sentiment(results: &mut [Map<String, Value>], r: &EncoderRun) {
     }
 }
 
-fn add_entities(results: &mut [Map<String, Value>], r: &EncoderRun, texts: &[String]) {
+fn add_entities(results: &mut [Map<String, Value>], r: EncoderRun, texts: &[String]) {
     let labels = &r.handle.info.labels;
-    for ((slot, o), (enc, text)) in results
+    for ((slot, o), (encoded, text)) in results
         .iter_mut()
-        .zip(&r.outputs)
-        .zip(r.encodings.iter().zip(texts))
+        .zip(r.outputs)
+        .zip(r.encodings.into_iter().zip(texts))
     {
-        if let OpOutput::TokenProbs(p) = o {
-            let preds = TokenPredictions {
-                encoded: enc.clone(),
-                probs: p.clone(),
-            };
+        if let OpOutput::TokenProbs(probs) = o {
+            let preds = TokenPredictions { encoded, probs };
             if let EntityOutput::Spans(spans) =
                 entities_of(text, &preds, labels, Aggregation::Simple)
             {

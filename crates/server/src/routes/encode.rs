@@ -293,7 +293,7 @@ pub async fn entities(
     let results: Vec<Value> = postprocess(&st, &run.served, || {
         run.outputs
             .into_iter()
-            .zip(run.encodings.iter())
+            .zip(run.encodings)
             .zip(&texts)
             .map(|((o, enc), text)| {
                 let probs = match o {
@@ -301,7 +301,7 @@ pub async fn entities(
                     _ => Vec::new(),
                 };
                 let p = TokenPredictions {
-                    encoded: enc.clone(),
+                    encoded: enc,
                     probs,
                 };
                 match entities_of(text, &p, &labels, agg) {
