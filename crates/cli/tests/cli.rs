@@ -310,3 +310,52 @@ fn models_list_and_info() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("not a pack model"));
 }
+
+#[test]
+fn backend_and_quantize_flags_choose_the_encoder() {
+    if pack("all-MiniLM-L6-v2").is_none() {
+        return;
+    }
+    let input = "{\"text\":\"The fast path must agree with the reference graph.\"}\n";
+    let vec_of = |args: &[&str]| -> Vec<f64> {
+        let out = nlpd(args, input);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        lines(&out)[0]["embedding"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect()
+    };
+    let fast = vec_of(&["embed"]);
+    let candle = vec_of(&["embed", "--backend", "candle"]);
+    let int8 = vec_of(&["embed", "--quantize", "int8"]);
+    let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
+    assert!(dot(&fast, &candle) > 0.99999, "fast vs candle");
+    assert!(dot(&fast, &int8) > 0.99, "int8 vs f32");
+    assert!(fast != int8, "int8 is a different computation");
+    // Impossible combinations and unknown values are one clear line, not a panic.
+    let out = nlpd(
+        &["embed", "--backend", "candle", "--quantize", "int8"],
+        input,
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("int8 runs on the fast encoder"),
+        "{}",
+        stderr(&out)
+    );
+    let out = nlpd(&["embed", "--backend", "gpu-please"], input);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("expected auto, fast or candle"),
+        "{}",
+        stderr(&out)
+    );
+    let out = nlpd(&["embed", "--quantize", "int4"], input);
+    assert!(
+        stderr(&out).contains("expected none or int8"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -16,7 +16,7 @@ pub use aggregate::{Entity, TokenLabel};
 pub use config::{EncoderConfig, Family, HeadKind};
 pub use error::{EngineError, Result};
 pub use model::{
-    entities_of, l2_normalize, Aggregation, Classification, EmbedOptions, EncoderModel, EncoderOp,
-    EntityOutput, OpOutput, TokenPredictions,
+    entities_of, l2_normalize, Aggregation, BackendKind, Classification, EmbedOptions,
+    EncoderModel, EncoderOp, EntityOutput, LoadOptions, OpOutput, Quantize, TokenPredictions,
 };
 pub use tokenize::{Encoded, TextInput, TextTokenizer};

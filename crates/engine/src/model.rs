@@ -2,7 +2,7 @@
 
 use crate::aggregate::{aggregate_joined, tokens_none, Entity, TokenLabel, TokenView};
 use crate::config::{EncoderConfig, Family, HeadKind};
-use crate::encoder::{Batch, BertEncoder, DebertaEncoder, EncoderBackend};
+use crate::encoder::{Batch, BertEncoder, DebertaEncoder, EncoderBackend, FastBert};
 use crate::error::{EngineError, Result};
 use crate::heads::{sigmoid, softmax, SequenceHead, TokenHead};
 use crate::modeldir::EncoderDir;
@@ -13,6 +13,71 @@ use std::path::Path;
 
 /// Most items in one forward pass of the engine's own batching (the server batches above this).
 pub const DEFAULT_MAX_BATCH: usize = 32;
+
+/// Which implementation runs the encoder stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BackendKind {
+    /// The fast path where it supports the model (BERT, RoBERTa, DistilBERT on the CPU), else candle.
+    #[default]
+    Auto,
+    /// candle's graph: every architecture and device (the reference the fast path is checked against).
+    Candle,
+    /// The padding-free fused CPU encoder; refuses models it does not support.
+    Fast,
+}
+
+impl BackendKind {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s.to_ascii_lowercase().as_str() {
+            "auto" => BackendKind::Auto,
+            "candle" => BackendKind::Candle,
+            "fast" => BackendKind::Fast,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendKind::Auto => "auto",
+            BackendKind::Candle => "candle",
+            BackendKind::Fast => "fast",
+        }
+    }
+}
+
+/// Weight precision of the encoder's linear layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Quantize {
+    /// f32 throughout (bit-for-bit the reference's arithmetic up to summation order).
+    #[default]
+    None,
+    /// int8 weights per output channel, int8 activations per token (fast encoder only).
+    Int8,
+}
+
+impl Quantize {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s.to_ascii_lowercase().as_str() {
+            "none" | "f32" | "fp32" | "off" => Quantize::None,
+            "int8" | "i8" => Quantize::Int8,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Quantize::None => "none",
+            Quantize::Int8 => "int8",
+        }
+    }
+}
+
+/// How a model is loaded.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    pub backend: BackendKind,
+    pub quantize: Quantize,
+}
 
 /// Options for embeddings.
 #[derive(Debug, Clone, Default)]
@@ -158,6 +223,16 @@ impl EncoderModel {
     }
 
     pub fn load_on(root: &Path, device: &Device) -> Result<Self> {
+        Self::load_with(root, device, &LoadOptions::default())
+    }
+
+    /// Loads a model directory on the CPU with explicit options (backend, precision).
+    pub fn load_opts(root: &Path, opts: &LoadOptions) -> Result<Self> {
+        Self::load_with(root, &Device::Cpu, opts)
+    }
+
+    /// Loads a model directory with explicit options (backend choice).
+    pub fn load_with(root: &Path, device: &Device, opts: &LoadOptions) -> Result<Self> {
         let dir = EncoderDir::open(root)?;
         let c = &dir.config;
         let tokenizer =
@@ -179,9 +254,53 @@ impl EncoderModel {
             }
             other => other,
         };
-        let backend: Box<dyn EncoderBackend> = match c.family {
-            Family::DebertaV2 => Box::new(DebertaEncoder::load(&vb, c, root).map_err(wrap)?.0),
-            _ => Box::new(BertEncoder::load(&vb, c, root).map_err(wrap)?.0),
+        let backend: Box<dyn EncoderBackend> = match (c.family, opts.backend) {
+            (Family::DebertaV2, _) if opts.quantize == Quantize::Int8 => {
+                return Err(EngineError::InvalidParameter {
+                    param: "quantize",
+                    message: "int8 runs on the fast encoder, which does not run DeBERTa-v2 models"
+                        .into(),
+                })
+            }
+            (_, BackendKind::Candle) if opts.quantize == Quantize::Int8 => {
+                return Err(EngineError::InvalidParameter {
+                    param: "quantize",
+                    message: "int8 runs on the fast encoder; use backend auto or fast".into(),
+                })
+            }
+            (Family::DebertaV2, BackendKind::Fast) => {
+                return Err(EngineError::InvalidParameter {
+                    param: "backend",
+                    message: "the fast encoder does not run DeBERTa-v2 models; use auto or candle"
+                        .into(),
+                })
+            }
+            (Family::DebertaV2, _) => Box::new(DebertaEncoder::load(&vb, c, root).map_err(wrap)?.0),
+            (_, kind) => {
+                let bert = BertEncoder::load(&vb, c, root).map_err(wrap)?.0;
+                let fast = match kind {
+                    BackendKind::Candle => false,
+                    BackendKind::Fast => true,
+                    BackendKind::Auto => FastBert::supports(&bert),
+                };
+                if fast {
+                    let mut f = FastBert::from_candle(&bert)?;
+                    drop(bert);
+                    if opts.quantize == Quantize::Int8 && !f.quantize_int8()? {
+                        tracing::warn!(
+                            "int8: this CPU lacks AVX-512 VNNI; the portable int8 loop is slow"
+                        );
+                    }
+                    Box::new(f)
+                } else if opts.quantize == Quantize::Int8 {
+                    return Err(EngineError::InvalidParameter {
+                        param: "quantize",
+                        message: "int8 needs the fast encoder, which runs on the CPU only".into(),
+                    });
+                } else {
+                    Box::new(bert)
+                }
+            }
         };
         let head = match c.head {
             HeadKind::Base => Head::None,

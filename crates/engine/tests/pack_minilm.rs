@@ -82,3 +82,88 @@ fn minilm_matryoshka_dimensions() {
         .to_string()
         .contains("between 1 and 384"));
 }
+
+/// The fast encoder against candle's graph on the same golden texts (both f32): cosine >= 0.99999.
+#[test]
+fn minilm_fast_path_equals_candle_path() {
+    use nlpd_engine::{BackendKind, LoadOptions};
+    let Some(dir) = pack_model("all-MiniLM-L6-v2") else {
+        return;
+    };
+    let g = read_json(&golden_dir().join("minilm/golden.json"));
+    let texts = strings(&g["texts"]);
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let load = |backend| {
+        EncoderModel::load_with(
+            &dir,
+            &candle_core::Device::Cpu,
+            &LoadOptions {
+                backend,
+                ..LoadOptions::default()
+            },
+        )
+        .unwrap()
+    };
+    let fast = load(BackendKind::Fast);
+    let slow = load(BackendKind::Candle);
+    assert_eq!(fast.backend_name(), "fast-bert");
+    assert_eq!(slow.backend_name(), "candle-bert");
+    let a = fast.embed(&refs, &EmbedOptions::new()).unwrap();
+    let b = slow.embed(&refs, &EmbedOptions::new()).unwrap();
+    let mut worst = 1.0f32;
+    let mut diff = 0.0f32;
+    for (x, y) in a.iter().zip(&b) {
+        worst = worst.min(cosine(x, y));
+        diff = diff.max(max_abs_diff(x, y));
+    }
+    eprintln!("MiniLM fast vs candle: worst cosine {worst:.8}, max abs diff {diff:.2e}");
+    assert!(worst >= 0.99999, "worst cosine {worst}");
+    // One text alone (the batch-of-one path spreads GEMMs and heads over threads) equals batched.
+    let alone = fast.embed(&refs[..1], &EmbedOptions::new()).unwrap();
+    assert!(max_abs_diff(&alone[0], &a[0]) < 1e-5);
+}
+
+/// int8 (per-channel weights, per-token activations) against f32 on the golden texts: cosine >= 0.99
+/// each; the mean is printed for docs/PERFORMANCE.md.
+#[test]
+fn minilm_int8_stays_close_to_f32() {
+    use nlpd_engine::{LoadOptions, Quantize};
+    let Some(dir) = pack_model("all-MiniLM-L6-v2") else {
+        return;
+    };
+    let g = read_json(&golden_dir().join("minilm/golden.json"));
+    let texts = strings(&g["texts"]);
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let q = EncoderModel::load_opts(
+        &dir,
+        &LoadOptions {
+            quantize: Quantize::Int8,
+            ..LoadOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(q.backend_name(), "fast-bert-int8");
+    let got = q.embed(&refs, &EmbedOptions::new()).unwrap();
+    let want = f32_rows(&g["embeddings"]);
+    let cos: Vec<f32> = got.iter().zip(&want).map(|(a, b)| cosine(a, b)).collect();
+    let worst = cos.iter().copied().fold(1.0f32, f32::min);
+    let mean = cos.iter().sum::<f32>() / cos.len() as f32;
+    eprintln!("MiniLM int8 vs sentence-transformers: mean cosine {mean:.5}, worst {worst:.5}");
+    assert!(worst >= 0.99, "worst cosine {worst}");
+    // Rankings survive: the nearest neighbour of each of the first 20 texts is unchanged.
+    let nearest = |rows: &[Vec<f32>], i: usize| {
+        (0..rows.len())
+            .filter(|&j| j != i)
+            .max_by(|&a, &b| cosine(&rows[i], &rows[a]).total_cmp(&cosine(&rows[i], &rows[b])))
+            .unwrap()
+    };
+    let same = (0..20)
+        .filter(|&i| nearest(&got, i) == nearest(&want, i))
+        .count();
+    eprintln!("MiniLM int8: nearest neighbour unchanged for {same}/20 texts");
+    assert!(
+        same >= 18,
+        "nearest neighbour changed for {} of 20",
+        20 - same
+    );
+}

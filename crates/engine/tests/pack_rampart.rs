@@ -98,3 +98,40 @@ fn rampart_finds_the_readme_example() {
         );
     }
 }
+
+/// int8 on a token classifier: the share of token labels equal to onnxruntime's on the 30 golden
+/// sentences is printed (for docs/PERFORMANCE.md) and must stay at or above 97%.
+#[test]
+fn rampart_int8_keeps_the_labels() {
+    use nlpd_engine::{LoadOptions, Quantize};
+    let Some(dir) = pack_model("rampart-pii-ner") else {
+        return;
+    };
+    let g = read_json(&golden_dir().join("rampart/golden.json"));
+    let model = EncoderModel::load_opts(
+        &dir,
+        &LoadOptions {
+            quantize: Quantize::Int8,
+            ..LoadOptions::default()
+        },
+    )
+    .unwrap();
+    let labels = model.labels().to_vec();
+    let texts = strings(&g["texts"]);
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let preds = model.token_predictions(&refs, true).unwrap();
+    let (mut same, mut total) = (0usize, 0usize);
+    for (i, p) in preds.iter().enumerate() {
+        let want = strings(&g["labels"][i]);
+        for (l, w) in p.label_ids().iter().zip(&want) {
+            total += 1;
+            same += usize::from(&labels[*l] == w);
+        }
+    }
+    let share = same as f64 / total as f64;
+    eprintln!(
+        "Rampart int8: {same}/{total} token labels equal onnxruntime's ({:.2}%)",
+        share * 100.0
+    );
+    assert!(share >= 0.97, "{same}/{total}");
+}

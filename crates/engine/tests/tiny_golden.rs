@@ -5,16 +5,25 @@ mod common;
 
 use common::*;
 use nlpd_engine::heads::normalize;
-use nlpd_engine::{EmbedOptions, EncoderModel, TextInput};
+use nlpd_engine::{BackendKind, EmbedOptions, EncoderModel, LoadOptions, TextInput};
 use serde_json::Value;
 use std::path::PathBuf;
 
 const TOL: f32 = 1e-4;
 
 fn tiny(name: &str) -> (EncoderModel, Value) {
+    tiny_on(name, BackendKind::Auto)
+}
+
+fn tiny_on(name: &str, backend: BackendKind) -> (EncoderModel, Value) {
     let dir: PathBuf = golden_dir().join("tiny").join(name);
     let golden = read_json(&dir.join("golden.json"));
-    let model = EncoderModel::load(&dir).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let opts = LoadOptions {
+        backend,
+        ..LoadOptions::default()
+    };
+    let model = EncoderModel::load_with(&dir, &candle_core::Device::Cpu, &opts)
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
     (model, golden)
 }
 
@@ -54,9 +63,9 @@ fn check_tokens(name: &str, model: &EncoderModel, inputs: &[TextInput], want: &V
     }
 }
 
-fn base(arch: &str) {
+fn base(arch: &str, backend: BackendKind) {
     let name = format!("{arch}-base");
-    let (model, g) = tiny(&name);
+    let (model, g) = tiny_on(&name, backend);
     let t = texts(&g);
     let refs: Vec<&str> = t.iter().map(String::as_str).collect();
     let inputs: Vec<TextInput> = refs.iter().map(|s| TextInput::Single(s)).collect();
@@ -85,9 +94,9 @@ fn base(arch: &str) {
     check_rows(&name, "mean normalized", &got, &want);
 }
 
-fn seqcls(arch: &str) {
+fn seqcls(arch: &str, backend: BackendKind) {
     let name = format!("{arch}-seqcls");
-    let (model, g) = tiny(&name);
+    let (model, g) = tiny_on(&name, backend);
     assert_eq!(
         model.labels(),
         strings(&serde_json::json!(["negative", "neutral", "positive"])).as_slice()
@@ -129,9 +138,9 @@ fn seqcls(arch: &str) {
     );
 }
 
-fn crossenc(arch: &str) {
+fn crossenc(arch: &str, backend: BackendKind) {
     let name = format!("{arch}-crossenc");
-    let (model, g) = tiny(&name);
+    let (model, g) = tiny_on(&name, backend);
     let p = pairs(&g);
     let inputs: Vec<TextInput> = p.iter().map(|(a, b)| TextInput::Pair(a, b)).collect();
     check_tokens(&name, &model, &inputs, &g["pair_token_ids"]);
@@ -147,9 +156,9 @@ fn crossenc(arch: &str) {
     );
 }
 
-fn tokcls(arch: &str) {
+fn tokcls(arch: &str, backend: BackendKind) {
     let name = format!("{arch}-tokcls");
-    let (model, g) = tiny(&name);
+    let (model, g) = tiny_on(&name, backend);
     let t = texts(&g);
     let refs: Vec<&str> = t.iter().map(String::as_str).collect();
     let preds = model.token_predictions(&refs, true).unwrap();
@@ -184,22 +193,44 @@ fn tokcls(arch: &str) {
 }
 
 macro_rules! arch_tests {
-    ($($module:ident => $arch:literal),* $(,)?) => {$(
-        mod $module {
-            #[test] fn base() { super::base($arch) }
-            #[test] fn seqcls() { super::seqcls($arch) }
-            #[test] fn crossenc() { super::crossenc($arch) }
-            #[test] fn tokcls() { super::tokcls($arch) }
-        }
+    ($($module:ident => $arch:literal [$($backend:ident => $kind:ident),*]),* $(,)?) => {$(
+        mod $module {$(
+            mod $backend {
+                use nlpd_engine::BackendKind::$kind as B;
+                #[test] fn base() { super::super::base($arch, B) }
+                #[test] fn seqcls() { super::super::seqcls($arch, B) }
+                #[test] fn crossenc() { super::super::crossenc($arch, B) }
+                #[test] fn tokcls() { super::super::tokcls($arch, B) }
+            }
+        )*}
     )*};
 }
 
+// Every BERT-style architecture runs on both encoder backends; DeBERTa-v2 has only candle's.
 arch_tests! {
-    bert => "bert",
-    roberta => "roberta",
-    xlm_roberta => "xlm-roberta",
-    distilbert => "distilbert",
-    deberta_v2 => "deberta-v2",
+    bert => "bert" [candle => Candle, fast => Fast],
+    roberta => "roberta" [candle => Candle, fast => Fast],
+    xlm_roberta => "xlm-roberta" [candle => Candle, fast => Fast],
+    distilbert => "distilbert" [candle => Candle, fast => Fast],
+    deberta_v2 => "deberta-v2" [candle => Candle],
+}
+
+#[test]
+fn fast_backend_refuses_deberta_clearly() {
+    let dir = golden_dir().join("tiny/deberta-v2-base");
+    let opts = LoadOptions {
+        backend: BackendKind::Fast,
+        ..LoadOptions::default()
+    };
+    let err = EncoderModel::load_with(&dir, &candle_core::Device::Cpu, &opts)
+        .err()
+        .expect("fast refuses DeBERTa");
+    assert!(err.to_string().contains("DeBERTa"), "{err}");
+    // auto picks candle for it
+    let (model, _) = tiny("deberta-v2-base");
+    assert_eq!(model.backend_name(), "candle-deberta-v2");
+    let (model, _) = tiny("bert-base");
+    assert_eq!(model.backend_name(), "fast-bert");
 }
 
 #[test]

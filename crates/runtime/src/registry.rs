@@ -9,7 +9,7 @@ use crate::gen_worker::GeneratorHandle;
 use crate::metrics as m;
 use crate::stats::Stats;
 use nlpd_engine::generate::{find_gguf, GenModel};
-use nlpd_engine::{EncoderModel, EncoderOp, HeadKind, TextInput};
+use nlpd_engine::{EncoderModel, EncoderOp, HeadKind, LoadOptions, Quantize, TextInput};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -160,6 +160,9 @@ pub struct ModelStatus {
     pub path: String,
     pub dtype: &'static str,
     pub device: &'static str,
+    /// The implementation running a loaded model (`fast-bert`, `fast-bert-int8`, `candle-bert`,
+    /// `candle-deberta-v2`, `candle-gguf`); `null` until it is loaded.
+    pub backend: Option<&'static str>,
     pub loaded: bool,
     pub bytes: u64,
     pub error: Option<String>,
@@ -179,6 +182,7 @@ pub struct Registry {
     load_lock: tokio::sync::Mutex<()>,
     preloaded: Vec<String>,
     max_input_tokens: Option<usize>,
+    load_options: LoadOptions,
 }
 
 fn now_ms() -> u64 {
@@ -242,12 +246,18 @@ impl Registry {
             load_lock: tokio::sync::Mutex::new(()),
             preloaded: Vec::new(),
             max_input_tokens: None,
+            load_options: LoadOptions::default(),
         })
     }
 
     /// Caps tokens per input below each model's own limit (`--max-input-tokens`).
     pub fn set_max_input_tokens(&mut self, cap: Option<usize>) {
         self.max_input_tokens = cap;
+    }
+
+    /// How encoders load: implementation (`--backend`) and precision (`--quantize`).
+    pub fn set_load_options(&mut self, opts: LoadOptions) {
+        self.load_options = opts;
     }
 
     pub fn stats(&self) -> &Arc<Stats> {
@@ -333,11 +343,13 @@ impl Registry {
         let batch = self.batch.clone();
         let stats = self.stats.clone();
         let cap = self.max_input_tokens;
+        let opts = self.load_options.clone();
         let started = Instant::now();
-        let result = tokio::task::spawn_blocking(move || load_and_warm(&spec, batch, stats, cap))
-            .await
-            .map_err(|e| RuntimeError::Internal(format!("loader panicked: {e}")))
-            .and_then(|r| r);
+        let result =
+            tokio::task::spawn_blocking(move || load_and_warm(&spec, batch, stats, cap, &opts))
+                .await
+                .map_err(|e| RuntimeError::Internal(format!("loader panicked: {e}")))
+                .and_then(|r| r);
         let mut state = entry.state.lock().unwrap_or_else(|p| p.into_inner());
         match result {
             Ok(loaded) => {
@@ -471,6 +483,11 @@ impl Registry {
                     State::Unloaded => (false, None, 0),
                     State::Failed(m) => (false, Some(m.clone()), 0),
                 };
+                let backend = match &*state {
+                    State::Loaded(Loaded::Encoder(h)) => Some(h.info.backend),
+                    State::Loaded(Loaded::Generator(_)) => Some("candle-gguf"),
+                    _ => None,
+                };
                 ModelStatus {
                     name: e.spec.name.clone(),
                     task: e.spec.task.clone(),
@@ -479,10 +496,13 @@ impl Registry {
                     path: e.spec.path.display().to_string(),
                     dtype: if e.spec.kind == ModelKind::Generator {
                         "gguf-quantized"
+                    } else if self.load_options.quantize == Quantize::Int8 {
+                        "int8"
                     } else {
                         "f32"
                     },
                     device: "cpu",
+                    backend,
                     loaded,
                     bytes: if loaded { e.spec.bytes } else { 0 },
                     error,
@@ -515,10 +535,11 @@ fn load_and_warm(
     batch: BatchConfig,
     stats: Arc<Stats>,
     cap: Option<usize>,
+    opts: &LoadOptions,
 ) -> Result<Loaded> {
     match spec.kind {
         ModelKind::Encoder => {
-            let mut model = EncoderModel::load(&spec.path)?;
+            let mut model = EncoderModel::load_opts(&spec.path, opts)?;
             if let Some(cap) = cap {
                 model.limit_tokens(cap)?;
             }

@@ -427,6 +427,10 @@ async fn operations_routes() {
             .all(|m| m["loaded"] == false),
         "lazy: nothing loaded yet"
     );
+    assert!(
+        v["data"][0]["backend"].is_null(),
+        "no backend before loading"
+    );
 
     let r = s.post("/v1/models/tiny-cls/load", "").await;
     assert_eq!(r.status, 200, "{}", r.body);
@@ -440,6 +444,8 @@ async fn operations_routes() {
     assert_eq!(m["loaded"], true);
     assert!(m["bytes"].as_u64().unwrap() > 0);
     assert_eq!(m["task"], "classify");
+    assert_eq!(m["backend"], "fast-bert", "auto picks the fast CPU encoder");
+    assert_eq!(m["dtype"], "f32");
     s.post_json("/v1/classify", json!({"model": "tiny-cls", "inputs": "x"}))
         .await;
     let r = s.post("/v1/models/tiny-cls/unload", "").await;

@@ -1,4 +1,4 @@
-use super::{load_encoder, model_path, CHUNK_LINES};
+use super::{load_encoder, model_path, EngineArgs, CHUNK_LINES};
 use crate::io::{opt_text_field, process_batched, progress, records, text_field};
 use anyhow::Result;
 use nlpd_engine::TextInput;
@@ -19,10 +19,15 @@ pub struct Args {
     /// Refuse inputs longer than the model's limit instead of truncating them.
     #[arg(long, env = "NLPD_STRICT")]
     strict: bool,
+    #[command(flatten)]
+    engine: EngineArgs,
 }
 
 pub fn run(args: Args, models_dir: &Path) -> Result<usize> {
-    let model = load_encoder(&model_path(args.model.as_deref(), "classify", models_dir)?)?;
+    let model = load_encoder(
+        &model_path(args.model.as_deref(), "classify", models_dir)?,
+        &args.engine,
+    )?;
     let labels = model.labels().to_vec();
     let raw = args.raw;
     process_batched(

@@ -6,7 +6,7 @@ pub mod models;
 pub mod serve;
 
 use anyhow::{Context, Result};
-use nlpd_engine::EncoderModel;
+use nlpd_engine::{BackendKind, EncoderModel, LoadOptions, Quantize};
 use std::path::{Path, PathBuf};
 
 /// Resolves `--model` (a path or a pack name; the task's pack default when absent).
@@ -20,8 +20,41 @@ pub fn model_path(model: Option<&str>, task: &str, models_dir: &Path) -> Result<
     Ok(nlpd_runtime::resolve_model(&name, models_dir)?)
 }
 
-pub fn load_encoder(path: &Path) -> Result<EncoderModel> {
-    EncoderModel::load(path).with_context(|| format!("cannot load model {}", path.display()))
+/// How encoders run: implementation and precision (shared by `serve` and the one-shot commands).
+#[derive(clap::Args, Debug, Clone)]
+pub struct EngineArgs {
+    /// Encoder implementation: `auto` (the fast CPU encoder for BERT, RoBERTa and DistilBERT,
+    /// candle for DeBERTa and GPUs), `fast` (refuse models it cannot run) or `candle` (the
+    /// reference graph, for comparison).
+    #[arg(long, env = "NLPD_BACKEND", default_value = "auto", value_parser = parse_backend)]
+    pub backend: BackendKind,
+    /// Encoder precision: `none` (f32) or `int8` (int8 weights per channel and activations per
+    /// token, AVX-512 VNNI where the CPU has it; about 2x faster, cosine >= 0.99 to f32; fast
+    /// encoder only).
+    #[arg(long, env = "NLPD_QUANTIZE", default_value = "none", value_parser = parse_quantize)]
+    pub quantize: Quantize,
+}
+
+impl EngineArgs {
+    pub fn load_options(&self) -> LoadOptions {
+        LoadOptions {
+            backend: self.backend,
+            quantize: self.quantize,
+        }
+    }
+}
+
+fn parse_backend(s: &str) -> Result<BackendKind, String> {
+    BackendKind::parse(s).ok_or_else(|| format!("`{s}`: expected auto, fast or candle"))
+}
+
+fn parse_quantize(s: &str) -> Result<Quantize, String> {
+    Quantize::parse(s).ok_or_else(|| format!("`{s}`: expected none or int8"))
+}
+
+pub fn load_encoder(path: &Path, engine: &EngineArgs) -> Result<EncoderModel> {
+    EncoderModel::load_opts(path, &engine.load_options())
+        .with_context(|| format!("cannot load model {}", path.display()))
 }
 
 /// Lines processed per engine call. The engine sorts each chunk by length before batching, so a

@@ -33,6 +33,8 @@ pub struct Args {
         value_delimiter = ','
     )]
     pub default_models: Vec<String>,
+    #[command(flatten)]
+    pub engine: super::EngineArgs,
     /// Load and warm up every model at start (otherwise each loads on first use).
     #[arg(long, env = "NLPD_PRELOAD")]
     pub preload: bool,
@@ -233,8 +235,8 @@ pub fn run(args: Args, models_dir: &Path) -> Result<usize> {
         max_input_tokens = ?args.max_input_tokens, max_request_bytes, max_inputs_per_request = config.max_inputs_per_request,
         request_timeout_s = args.request_timeout, "effective configuration (API keys redacted)"
     );
-    eprintln!("nlpd: configuration: host={} port={} preload={} memory_budget={} max_batch_tokens={} max_batch_size={} max_wait_us={} max_queue={} api_keys={} max_input_tokens={} max_request_bytes={} max_inputs_per_request={} request_timeout={}s rate_limit={}",
-        args.host, args.port, args.preload, budget.map(|b| b.to_string()).unwrap_or_else(|| "none".into()), batch.max_batch_tokens, batch.max_batch_size,
+    eprintln!("nlpd: configuration: backend={} quantize={} host={} port={} preload={} memory_budget={} max_batch_tokens={} max_batch_size={} max_wait_us={} max_queue={} api_keys={} max_input_tokens={} max_request_bytes={} max_inputs_per_request={} request_timeout={}s rate_limit={}",
+        args.engine.backend.as_str(), args.engine.quantize.as_str(), args.host, args.port, args.preload, budget.map(|b| b.to_string()).unwrap_or_else(|| "none".into()), batch.max_batch_tokens, batch.max_batch_size,
         args.max_wait_us, batch.max_queue, if config.api_keys.is_empty() { "none".to_string() } else { format!("{} (redacted)", config.api_keys.len()) },
         args.max_input_tokens.map(|n| n.to_string()).unwrap_or_else(|| "model limit".into()), max_request_bytes, config.max_inputs_per_request, args.request_timeout,
         args.rate_limit.map(|r| format!("{r}/s per client")).unwrap_or_else(|| "none".into()));
@@ -253,6 +255,7 @@ pub fn run(args: Args, models_dir: &Path) -> Result<usize> {
     let mut registry =
         Registry::new(specs, defaults, batch, budget, stats).map_err(anyhow::Error::msg)?;
     registry.set_max_input_tokens(args.max_input_tokens);
+    registry.set_load_options(args.engine.load_options());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

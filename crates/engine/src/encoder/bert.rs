@@ -8,15 +8,15 @@ use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{embedding, layer_norm, linear, Embedding, LayerNorm, Linear, VarBuilder};
 use std::path::Path;
 
-struct Layer {
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    o: Linear,
-    attn_norm: LayerNorm,
-    up: Linear,
-    down: Linear,
-    out_norm: LayerNorm,
+pub(super) struct Layer {
+    pub(super) q: Linear,
+    pub(super) k: Linear,
+    pub(super) v: Linear,
+    pub(super) o: Linear,
+    pub(super) attn_norm: LayerNorm,
+    pub(super) up: Linear,
+    pub(super) down: Linear,
+    pub(super) out_norm: LayerNorm,
 }
 
 /// Tensor names of one layer, per family.
@@ -100,16 +100,16 @@ impl Layer {
 
 /// BERT, RoBERTa, XLM-RoBERTa and DistilBERT encoders.
 pub struct BertEncoder {
-    word: Embedding,
-    position: Embedding,
-    token_type: Option<Embedding>,
-    emb_norm: LayerNorm,
-    layers: Vec<Layer>,
-    heads: usize,
-    act: Activation,
+    pub(super) word: Embedding,
+    pub(super) position: Embedding,
+    pub(super) token_type: Option<Embedding>,
+    pub(super) emb_norm: LayerNorm,
+    pub(super) layers: Vec<Layer>,
+    pub(super) heads: usize,
+    pub(super) act: Activation,
     /// RoBERTa: positions start at `pad_token_id + 1`.
-    position_offset: u32,
-    device: Device,
+    pub(super) position_offset: u32,
+    pub(super) device: Device,
 }
 
 impl BertEncoder {

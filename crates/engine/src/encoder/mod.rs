@@ -5,9 +5,11 @@
 
 mod bert;
 mod deberta;
+mod fast;
 
 pub use bert::BertEncoder;
 pub use deberta::DebertaEncoder;
+pub use fast::FastBert;
 
 use crate::error::Result;
 use crate::tokenize::Encoded;
@@ -23,6 +25,10 @@ pub struct Batch {
     pub mask: Tensor,
     /// Real length of each sequence.
     pub lengths: Vec<usize>,
+    /// Token ids of all sequences back to back, without padding (the fast path's input).
+    pub flat_ids: Vec<u32>,
+    /// Token type ids, laid out as `flat_ids`.
+    pub flat_types: Vec<u32>,
 }
 
 impl Batch {
@@ -38,7 +44,14 @@ impl Batch {
             types[base..base + e.len()].copy_from_slice(&e.type_ids);
             mask[base..base + e.len()].iter_mut().for_each(|m| *m = 1.0);
         }
+        let flat_ids = items.iter().flat_map(|e| e.ids.iter().copied()).collect();
+        let flat_types = items
+            .iter()
+            .flat_map(|e| e.type_ids.iter().copied())
+            .collect();
         Ok(Batch {
+            flat_ids,
+            flat_types,
             ids: Tensor::from_vec(ids, (b, t), device)?,
             type_ids: Tensor::from_vec(types, (b, t), device)?,
             mask: Tensor::from_vec(mask, (b, t), device)?,

@@ -1,0 +1,357 @@
+//! int8 linear layers: weights quantized per output channel at load, activations quantized per
+//! token at run time, products summed in i32 by AVX-512 VNNI (`vpdpbusd`) where the CPU has it
+//! (a portable loop gives the same numbers elsewhere).
+//!
+//! `vpdpbusd` multiplies unsigned by signed bytes: activations are quantized asymmetrically per
+//! token to `u8` with a zero point (256 levels over `[min, max]`, which doubles the resolution of
+//! one-sided inputs such as GELU outputs), and the `zp · Σ w` this adds is subtracted in the
+//! epilogue with the weight column sums kept from packing.
+
+use super::kernels::{Dense, Mode};
+
+/// Output columns per packed block (one 512-bit register of i32 lanes).
+const LANES: usize = 16;
+
+/// A dense layer as packed int8: `[n/16 blocks][k/4 steps][16 columns][4 k-values]`.
+pub struct QDense {
+    packed: Vec<i8>,
+    /// Per output column: the weight scale.
+    scale: Vec<f32>,
+    /// Per output column: `Σ_k q[k][c]` (times a row's zero point: what the u8 shift adds).
+    colsum: Vec<i32>,
+    pub b: Vec<f32>,
+    pub n_in: usize,
+    pub n_out: usize,
+    k4: usize,
+}
+
+impl QDense {
+    /// Quantizes a `[in, out]` f32 layer; `None` when the output width is not a multiple of 16.
+    pub fn quantize(d: &Dense) -> Option<QDense> {
+        let (k, n) = (d.n_in, d.n_out);
+        if n % LANES != 0 || k == 0 {
+            return None;
+        }
+        let k4 = k.div_ceil(4);
+        let mut scale = vec![0f32; n];
+        for (c, sc) in scale.iter_mut().enumerate() {
+            let m = (0..k).map(|r| d.w[r * n + c].abs()).fold(0f32, f32::max);
+            *sc = if m > 0.0 { m / 127.0 } else { 1.0 };
+        }
+        let q = |r: usize, c: usize| -> i8 {
+            if r >= k {
+                0
+            } else {
+                (d.w[r * n + c] / scale[c])
+                    .round_ties_even()
+                    .clamp(-127.0, 127.0) as i8
+            }
+        };
+        let mut packed = vec![0i8; n * k4 * 4];
+        let mut colsum = vec![0i32; n];
+        for cb in 0..n / LANES {
+            for s in 0..k4 {
+                for l in 0..LANES {
+                    for j in 0..4 {
+                        let v = q(s * 4 + j, cb * LANES + l);
+                        packed[((cb * k4 + s) * LANES + l) * 4 + j] = v;
+                        colsum[cb * LANES + l] += v as i32;
+                    }
+                }
+            }
+        }
+        Some(QDense {
+            packed,
+            scale,
+            colsum,
+            b: d.b.clone(),
+            n_in: k,
+            n_out: n,
+            k4,
+        })
+    }
+}
+
+/// Quantized activations of `m` rows: `u8` rows padded to `k4 · 4`, a scale and a zero point per row.
+#[derive(Default)]
+pub struct QActs {
+    data: Vec<u8>,
+    scale: Vec<f32>,
+    zero: Vec<i32>,
+}
+
+/// Quantizes `x[m × k]` per row: `x ≈ scale · (q - zero)` with `q` in `0..=255` over the row's
+/// `[min(min, 0), max(max, 0)]` (zero is exact, so padding and ReLU zeros stay zeros).
+pub fn quantize_rows(x: &[f32], m: usize, k: usize, out: &mut QActs) {
+    let k4 = k.div_ceil(4);
+    let width = k4 * 4;
+    if out.data.len() < m * width {
+        out.data.resize(m * width, 0);
+    }
+    if out.scale.len() < m {
+        out.scale.resize(m, 0.0);
+        out.zero.resize(m, 0);
+    }
+    for r in 0..m {
+        let row = &x[r * k..(r + 1) * k];
+        let (lo, hi) = row
+            .iter()
+            .fold((0f32, 0f32), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+        let s = if hi > lo { (hi - lo) / 255.0 } else { 1.0 };
+        let zp = (-lo / s).round_ties_even().clamp(0.0, 255.0);
+        let inv = 1.0 / s;
+        let dst = &mut out.data[r * width..(r + 1) * width];
+        // Adding 1.5·2^23 rounds to the nearest integer (ties to even) and leaves it in the low
+        // mantissa bits: branch-free and vectorized, unlike a saturating float-to-int cast.
+        const MAGIC: f32 = 12_582_912.0;
+        for (d, &v) in dst.iter_mut().zip(row) {
+            *d = ((v * inv + zp).clamp(0.0, 255.0) + MAGIC).to_bits() as u8;
+        }
+        // Padding meets zero weights; any value works, keep the zero point.
+        dst[k..].fill(zp as u8);
+        out.scale[r] = s;
+        out.zero[r] = zp as i32;
+    }
+}
+
+/// `dst[m × n] (=|+=) dequant(A · W)` (+ bias when `Biased`), for rows `rows` of `a`.
+pub fn linear_q(dst: &mut [f32], a: &QActs, m: usize, w: &QDense, mode: Mode) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if vnni::available() {
+            // SAFETY: the CPU has AVX-512F/BW and VNNI (checked at run time); sizes are checked inside.
+            unsafe { vnni::linear(dst, a, m, w, mode) };
+            return;
+        }
+    }
+    portable(dst, a, m, w, mode);
+}
+
+/// Whether this CPU runs the VNNI kernel (else the portable loop, same results, much slower).
+pub fn has_vnni() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        vnni::available()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn store(dst: &mut f32, acc: i32, zp: i32, colsum: i32, sa: f32, sw: f32, bias: f32, mode: Mode) {
+    let v = (acc - zp * colsum) as f32 * (sa * sw);
+    match mode {
+        Mode::Biased => *dst = v + bias,
+        Mode::Accumulate => *dst += v,
+    }
+}
+
+/// The reference loop: the same integer arithmetic as the VNNI kernel.
+pub fn portable(dst: &mut [f32], a: &QActs, m: usize, w: &QDense, mode: Mode) {
+    let (n, k4) = (w.n_out, w.k4);
+    let width = k4 * 4;
+    for r in 0..m {
+        let row = &a.data[r * width..(r + 1) * width];
+        for c in 0..n {
+            let (cb, l) = (c / LANES, c % LANES);
+            let mut acc = 0i32;
+            for s in 0..k4 {
+                let p = ((cb * k4 + s) * LANES + l) * 4;
+                for j in 0..4 {
+                    acc += row[s * 4 + j] as i32 * w.packed[p + j] as i32;
+                }
+            }
+            store(
+                &mut dst[r * n + c],
+                acc,
+                a.zero[r],
+                w.colsum[c],
+                a.scale[r],
+                w.scale[c],
+                w.b[c],
+                mode,
+            );
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod vnni {
+    use super::{QActs, QDense, LANES};
+    use crate::encoder::fast::kernels::Mode;
+    use std::arch::x86_64::*;
+
+    pub fn available() -> bool {
+        is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx512vnni")
+    }
+
+    /// Rows per micro-tile and 16-column blocks per micro-tile (6 × 4 accumulators).
+    const MR: usize = 6;
+    const NR: usize = 4;
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub unsafe fn linear(dst: &mut [f32], a: &QActs, m: usize, w: &QDense, mode: Mode) {
+        let (n, k4) = (w.n_out, w.k4);
+        let width = k4 * 4;
+        assert!(a.data.len() >= m * width && a.scale.len() >= m && dst.len() >= m * n);
+        assert!(w.packed.len() >= n * width);
+        let blocks = n / LANES;
+        let mut cb = 0;
+        while cb < blocks {
+            let nr = NR.min(blocks - cb);
+            let mut r = 0;
+            while r < m {
+                let mr = MR.min(m - r);
+                // Every tile shape is its own instance, so the accumulators stay in registers.
+                match (mr, nr) {
+                    (1, 1) => tile::<1, 1>(dst, a, w, r, cb, mode),
+                    (1, 2) => tile::<1, 2>(dst, a, w, r, cb, mode),
+                    (1, 3) => tile::<1, 3>(dst, a, w, r, cb, mode),
+                    (1, 4) => tile::<1, 4>(dst, a, w, r, cb, mode),
+                    (2, 1) => tile::<2, 1>(dst, a, w, r, cb, mode),
+                    (2, 2) => tile::<2, 2>(dst, a, w, r, cb, mode),
+                    (2, 3) => tile::<2, 3>(dst, a, w, r, cb, mode),
+                    (2, 4) => tile::<2, 4>(dst, a, w, r, cb, mode),
+                    (3, 1) => tile::<3, 1>(dst, a, w, r, cb, mode),
+                    (3, 2) => tile::<3, 2>(dst, a, w, r, cb, mode),
+                    (3, 3) => tile::<3, 3>(dst, a, w, r, cb, mode),
+                    (3, 4) => tile::<3, 4>(dst, a, w, r, cb, mode),
+                    (4, 1) => tile::<4, 1>(dst, a, w, r, cb, mode),
+                    (4, 2) => tile::<4, 2>(dst, a, w, r, cb, mode),
+                    (4, 3) => tile::<4, 3>(dst, a, w, r, cb, mode),
+                    (4, 4) => tile::<4, 4>(dst, a, w, r, cb, mode),
+                    (5, 1) => tile::<5, 1>(dst, a, w, r, cb, mode),
+                    (5, 2) => tile::<5, 2>(dst, a, w, r, cb, mode),
+                    (5, 3) => tile::<5, 3>(dst, a, w, r, cb, mode),
+                    (5, 4) => tile::<5, 4>(dst, a, w, r, cb, mode),
+                    (6, 1) => tile::<6, 1>(dst, a, w, r, cb, mode),
+                    (6, 2) => tile::<6, 2>(dst, a, w, r, cb, mode),
+                    (6, 3) => tile::<6, 3>(dst, a, w, r, cb, mode),
+                    (6, 4) => tile::<6, 4>(dst, a, w, r, cb, mode),
+                    _ => unreachable!("tile shapes are 1..=6 x 1..=4"),
+                }
+                r += mr;
+            }
+            cb += nr;
+        }
+    }
+
+    /// One `R × (16·C)` tile: `R·C` accumulators, `C` weight vectors per step of 4 k-values.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    unsafe fn tile<const R: usize, const C: usize>(
+        dst: &mut [f32],
+        a: &QActs,
+        w: &QDense,
+        r0: usize,
+        cb0: usize,
+        mode: Mode,
+    ) {
+        let k4 = w.k4;
+        let width = k4 * 4;
+        let mut acc = [[_mm512_setzero_si512(); C]; R];
+        let ap = a.data.as_ptr().add(r0 * width);
+        let bp = w.packed.as_ptr().add(cb0 * k4 * LANES * 4);
+        for s in 0..k4 {
+            let mut b = [_mm512_setzero_si512(); C];
+            for (j, bj) in b.iter_mut().enumerate() {
+                *bj = _mm512_loadu_si512(bp.add((j * k4 + s) * LANES * 4) as *const _);
+            }
+            for (i, acc_i) in acc.iter_mut().enumerate() {
+                let v = (ap.add(i * width + s * 4) as *const i32).read_unaligned();
+                let av = _mm512_set1_epi32(v);
+                for j in 0..C {
+                    acc_i[j] = _mm512_dpbusd_epi32(acc_i[j], av, b[j]);
+                }
+            }
+        }
+        for (i, acc_i) in acc.into_iter().enumerate() {
+            for (j, v) in acc_i.into_iter().enumerate() {
+                finish(dst, a, w, r0 + i, cb0 + j, v, mode);
+            }
+        }
+    }
+
+    /// The epilogue of 16 columns of one row: `(acc - zp · colsum) · (sa · sw)`, then `+ bias`
+    /// into `dst` (`Biased`) or added onto it (`Accumulate`).
+    #[inline(always)]
+    unsafe fn finish(
+        dst: &mut [f32],
+        a: &QActs,
+        w: &QDense,
+        r: usize,
+        cb: usize,
+        v: __m512i,
+        mode: Mode,
+    ) {
+        let n = w.n_out;
+        let c0 = cb * LANES;
+        let zp = _mm512_set1_epi32(a.zero[r]);
+        let sa = _mm512_set1_ps(a.scale[r]);
+        let colsum = _mm512_loadu_si512(w.colsum.as_ptr().add(c0) as *const _);
+        let fixed = _mm512_sub_epi32(v, _mm512_mullo_epi32(zp, colsum));
+        let scale = _mm512_mul_ps(sa, _mm512_loadu_ps(w.scale.as_ptr().add(c0)));
+        let y = _mm512_mul_ps(_mm512_cvtepi32_ps(fixed), scale);
+        let out = dst.as_mut_ptr().add(r * n + c0);
+        let y = match mode {
+            Mode::Biased => _mm512_add_ps(y, _mm512_loadu_ps(w.b.as_ptr().add(c0))),
+            Mode::Accumulate => _mm512_add_ps(y, _mm512_loadu_ps(out)),
+        };
+        _mm512_storeu_ps(out, y);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encoder::fast::kernels::{linear, Dense};
+    use gemm::Parallelism;
+
+    fn layer(k: usize, n: usize) -> Dense {
+        Dense {
+            w: (0..k * n)
+                .map(|i| ((i * 7919 % 1000) as f32 / 500.0 - 1.0) * 0.2)
+                .collect(),
+            b: (0..n).map(|i| i as f32 * 0.01).collect(),
+            n_in: k,
+            n_out: n,
+        }
+    }
+
+    #[test]
+    fn int8_matches_f32_within_quantization_error_and_the_portable_loop_exactly() {
+        for (m, k, n) in [(1, 37, 16), (7, 64, 48), (13, 384, 80), (6, 130, 64)] {
+            let d = layer(k, n);
+            let x: Vec<f32> = (0..m * k).map(|i| ((i as f32) * 0.37).sin()).collect();
+            let mut want = vec![0f32; m * n];
+            linear(&mut want, &x, m, &d, Mode::Biased, Parallelism::None);
+            let q = QDense::quantize(&d).unwrap();
+            let mut acts = QActs::default();
+            quantize_rows(&x, m, k, &mut acts);
+            let mut fast = vec![0f32; m * n];
+            linear_q(&mut fast, &acts, m, &q, Mode::Biased);
+            let mut slow = vec![0f32; m * n];
+            portable(&mut slow, &acts, m, &q, Mode::Biased);
+            assert_eq!(fast, slow, "({m},{k},{n}): VNNI and portable loops differ");
+            let scale = want.iter().fold(0f32, |a, v| a.max(v.abs()));
+            let worst = want
+                .iter()
+                .zip(&fast)
+                .fold(0f32, |a, (p, q)| a.max((p - q).abs()));
+            assert!(
+                worst < 0.02 * scale,
+                "({m},{k},{n}): error {worst} vs scale {scale}"
+            );
+            let mut acc = vec![1f32; m * n];
+            linear_q(&mut acc, &acts, m, &q, Mode::Accumulate);
+            for ((a, f), b) in acc.iter().zip(&fast).zip(d.b.iter().cycle()) {
+                assert!((a - (f - b + 1.0)).abs() < 1e-4);
+            }
+        }
+        assert!(QDense::quantize(&layer(8, 20)).is_none(), "20 columns");
+    }
+}

@@ -1,0 +1,535 @@
+//! The fast CPU path for BERT-style encoders (BERT, RoBERTa / XLM-R, DistilBERT).
+//!
+//! What makes it fast, compared with the candle graph it replaces on the CPU:
+//! - **No padding.** The batch's tokens are concatenated into one `[tokens × hidden]` matrix; every
+//!   linear layer is one GEMM over it, attention runs per sequence, and there is no mask arithmetic.
+//! - **Fused work.** Q, K and V are one GEMM (the softmax scale folded into the query weights); the
+//!   up-projection's bias is written before its GEMM accumulates onto it; the output projections
+//!   accumulate straight onto the residual, and one pass adds their bias and applies LayerNorm;
+//!   GELU is a vectorized polynomial, not a libm call per element.
+//! - **No allocation in the loop.** Each worker thread reuses its buffers from batch to batch.
+//! - **Threads without chatter.** A batch of several sequences is split into one group per core by
+//!   token count, and each core runs the whole stack for its group with no synchronization until
+//!   the end; a single sequence instead spreads each GEMM and the attention heads over the cores.
+
+mod attention;
+mod int8;
+mod kernels;
+
+use self::attention::{Shape, Span};
+use self::int8::{linear_q, quantize_rows, QActs, QDense};
+use self::kernels::{add_bias_layer_norm, layer_norm, linear, Dense, Mode};
+use super::bert::BertEncoder;
+use super::{Batch, EncoderBackend};
+use crate::config::Activation;
+use crate::error::{EngineError, Result};
+use candle_core::{Device, Tensor};
+use gemm::Parallelism;
+use std::sync::Mutex;
+
+struct Norm {
+    gamma: Vec<f32>,
+    beta: Vec<f32>,
+    eps: f32,
+}
+
+struct FastLayer {
+    /// `[hidden, 3·hidden]`: query (pre-scaled by 1/√head_dim), key, value.
+    qkv: Dense,
+    o: Dense,
+    attn_norm: Norm,
+    up: Dense,
+    down: Dense,
+    out_norm: Norm,
+    /// int8 copies of `qkv`, `o`, `up`, `down` when quantized (the f32 weights are then dropped).
+    q: Option<[QDense; 4]>,
+}
+
+/// One linear layer of the stack, f32 or int8 (the activations are quantized on the way in).
+#[allow(clippy::too_many_arguments)]
+fn apply(
+    dst: &mut [f32],
+    x: &[f32],
+    m: usize,
+    f: &Dense,
+    q: Option<&QDense>,
+    acts: &mut QActs,
+    mode: Mode,
+    par: Parallelism,
+) {
+    match q {
+        Some(q) => {
+            quantize_rows(x, m, q.n_in, acts);
+            linear_q(dst, acts, m, q, mode);
+        }
+        None => linear(dst, x, m, f, mode, par),
+    }
+}
+
+/// Reusable buffers of one worker: hidden states, fused QKV, attention context, feed-forward.
+#[derive(Default)]
+struct Workspace {
+    x: Vec<f32>,
+    qkv: Vec<f32>,
+    ctx: Vec<f32>,
+    ffn: Vec<f32>,
+    acts: QActs,
+}
+
+impl Workspace {
+    fn ensure(&mut self, tokens: usize, hidden: usize, inter: usize) {
+        let grow = |v: &mut Vec<f32>, n: usize| {
+            if v.len() < n {
+                v.resize(n, 0.0);
+            }
+        };
+        grow(&mut self.x, tokens * hidden);
+        grow(&mut self.qkv, tokens * 3 * hidden);
+        grow(&mut self.ctx, tokens * hidden);
+        grow(&mut self.ffn, tokens * inter);
+    }
+}
+
+/// The padding-free fused encoder (f32, CPU).
+pub struct FastBert {
+    word: Vec<f32>,
+    position: Vec<f32>,
+    token_type: Option<Vec<f32>>,
+    emb_norm: Norm,
+    layers: Vec<FastLayer>,
+    hidden: usize,
+    heads: usize,
+    inter: usize,
+    vocab: usize,
+    max_positions: usize,
+    type_vocab: usize,
+    act: Activation,
+    position_offset: usize,
+    quantized: bool,
+    pool: Mutex<Vec<Workspace>>,
+}
+
+fn flat(t: &Tensor) -> Result<Vec<f32>> {
+    Ok(t.flatten_all()?.to_vec1::<f32>()?)
+}
+
+fn norm(n: &candle_nn::LayerNorm) -> Result<Norm> {
+    let gamma = flat(n.weight())?;
+    let beta = match n.bias() {
+        Some(b) => flat(b)?,
+        None => vec![0.0; gamma.len()],
+    };
+    Ok(Norm {
+        gamma,
+        beta,
+        eps: n.eps() as f32,
+    })
+}
+
+/// A candle `Linear` (`weight: [out, in]`) as `[in, out]`, the weight and bias scaled by `scale`.
+fn dense_parts(l: &candle_nn::Linear, scale: f64) -> Result<(Tensor, Tensor)> {
+    let w = (l.weight().t()?.contiguous()? * scale)?;
+    let out = l.weight().dim(0)?;
+    let b = match l.bias() {
+        Some(b) => (b * scale)?,
+        None => Tensor::zeros(out, candle_core::DType::F32, l.weight().device())?,
+    };
+    Ok((w, b))
+}
+
+fn dense(parts: &[(Tensor, Tensor)]) -> Result<Dense> {
+    let ws: Vec<&Tensor> = parts.iter().map(|(w, _)| w).collect();
+    let bs: Vec<&Tensor> = parts.iter().map(|(_, b)| b).collect();
+    let w = Tensor::cat(&ws, 1)?;
+    let (n_in, n_out) = w.dims2()?;
+    Ok(Dense {
+        w: flat(&w)?,
+        b: flat(&Tensor::cat(&bs, 0)?)?,
+        n_in,
+        n_out,
+    })
+}
+
+impl FastBert {
+    /// Whether the fast path can run this encoder: f32 weights on the CPU and a known activation.
+    pub fn supports(enc: &BertEncoder) -> bool {
+        enc.device.is_cpu()
+    }
+
+    /// Rearranges a loaded candle encoder's weights for the fast path (the candle copy can then go).
+    pub fn from_candle(enc: &BertEncoder) -> Result<Self> {
+        if !Self::supports(enc) {
+            return Err(EngineError::InvalidParameter {
+                param: "backend",
+                message: "the fast encoder runs on the CPU only".into(),
+            });
+        }
+        let word = enc.word.embeddings();
+        let (vocab, hidden) = word.dims2()?;
+        let heads = enc.heads;
+        let scale = 1.0 / ((hidden / heads) as f64).sqrt();
+        let layers = enc
+            .layers
+            .iter()
+            .map(|l| {
+                Ok(FastLayer {
+                    qkv: dense(&[
+                        dense_parts(&l.q, scale)?,
+                        dense_parts(&l.k, 1.0)?,
+                        dense_parts(&l.v, 1.0)?,
+                    ])?,
+                    o: dense(&[dense_parts(&l.o, 1.0)?])?,
+                    attn_norm: norm(&l.attn_norm)?,
+                    up: dense(&[dense_parts(&l.up, 1.0)?])?,
+                    down: dense(&[dense_parts(&l.down, 1.0)?])?,
+                    out_norm: norm(&l.out_norm)?,
+                    q: None,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let inter = layers.first().map(|l| l.up.n_out).unwrap_or(0);
+        let position = enc.position.embeddings();
+        let (token_type, type_vocab) = match &enc.token_type {
+            Some(t) => (Some(flat(t.embeddings())?), t.embeddings().dim(0)?),
+            None => (None, 0),
+        };
+        Ok(FastBert {
+            word: flat(word)?,
+            max_positions: position.dim(0)?,
+            position: flat(position)?,
+            token_type,
+            type_vocab,
+            emb_norm: norm(&enc.emb_norm)?,
+            layers,
+            hidden,
+            heads,
+            inter,
+            vocab,
+            act: enc.act,
+            position_offset: enc.position_offset as usize,
+            quantized: false,
+            pool: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Refuses ids the tables do not have (the tokenizer never produces them; a bad model might).
+    fn check(&self, batch: &Batch) -> Result<()> {
+        if let Some(&id) = batch.flat_ids.iter().find(|&&i| i as usize >= self.vocab) {
+            return Err(EngineError::InvalidParameter {
+                param: "input",
+                message: format!("token id {id} is outside the vocabulary ({})", self.vocab),
+            });
+        }
+        let longest = batch.lengths.iter().copied().max().unwrap_or(0);
+        if longest + self.position_offset > self.max_positions {
+            return Err(EngineError::InvalidParameter {
+                param: "input",
+                message: format!(
+                    "{longest} tokens exceed the model's {} positions",
+                    self.max_positions - self.position_offset
+                ),
+            });
+        }
+        if self.token_type.is_some() {
+            if let Some(&t) = batch
+                .flat_types
+                .iter()
+                .find(|&&t| t as usize >= self.type_vocab)
+            {
+                return Err(EngineError::InvalidParameter {
+                    param: "input",
+                    message: format!("token type {t} is outside the model's {}", self.type_vocab),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn activation(&self, x: &mut [f32]) {
+        match self.act {
+            Activation::GeluErf => kernels::gelu_erf(x),
+            Activation::GeluTanh => kernels::gelu_tanh(x),
+            Activation::Relu => kernels::relu(x),
+            Activation::Silu => x.iter_mut().for_each(|v| *v /= 1.0 + kernels::exp(-*v)),
+            Activation::Tanh => x.iter_mut().for_each(|v| *v = v.tanh()),
+        }
+    }
+
+    fn embed(&self, x: &mut [f32], ids: &[u32], types: &[u32], spans: &[Span]) {
+        let h = self.hidden;
+        for sp in spans {
+            for p in 0..sp.len {
+                let i = sp.start + p;
+                let row = &mut x[i * h..(i + 1) * h];
+                let id = ids[i] as usize;
+                let pos = p + self.position_offset;
+                let w = &self.word[id * h..(id + 1) * h];
+                let pe = &self.position[pos * h..(pos + 1) * h];
+                for ((r, a), b) in row.iter_mut().zip(w).zip(pe) {
+                    *r = a + b;
+                }
+                if let Some(tt) = &self.token_type {
+                    let t = types[i] as usize;
+                    for (r, a) in row.iter_mut().zip(&tt[t * h..(t + 1) * h]) {
+                        *r += a;
+                    }
+                }
+                layer_norm(
+                    row,
+                    &self.emb_norm.gamma,
+                    &self.emb_norm.beta,
+                    self.emb_norm.eps,
+                );
+            }
+        }
+    }
+
+    /// The whole stack for one group of sequences; the result is in `ws.x[..tokens × hidden]`.
+    fn run_group(
+        &self,
+        ws: &mut Workspace,
+        ids: &[u32],
+        types: &[u32],
+        lens: &[usize],
+        par: Parallelism,
+    ) {
+        let (h, inter) = (self.hidden, self.inter);
+        let mut spans = Vec::with_capacity(lens.len());
+        let mut t = 0;
+        for &len in lens {
+            spans.push(Span { start: t, len });
+            t += len;
+        }
+        ws.ensure(t, h, inter);
+        let shape = Shape {
+            hidden: h,
+            heads: self.heads,
+        };
+        let parallel = !matches!(par, Parallelism::None);
+        self.embed(&mut ws.x, ids, types, &spans);
+        for layer in &self.layers {
+            let q = |i: usize| layer.q.as_ref().map(|q| &q[i]);
+            let acts = &mut ws.acts;
+            apply(
+                &mut ws.qkv,
+                &ws.x,
+                t,
+                &layer.qkv,
+                q(0),
+                acts,
+                Mode::Biased,
+                par,
+            );
+            if parallel {
+                attention::parallel(&ws.qkv, &mut ws.ctx, &spans, shape);
+            } else {
+                attention::serial(&ws.qkv, &mut ws.ctx, &spans, shape);
+            }
+            apply(
+                &mut ws.x,
+                &ws.ctx,
+                t,
+                &layer.o,
+                q(1),
+                acts,
+                Mode::Accumulate,
+                par,
+            );
+            let n = &layer.attn_norm;
+            for row in ws.x[..t * h].chunks_exact_mut(h) {
+                add_bias_layer_norm(row, &layer.o.b, &n.gamma, &n.beta, n.eps);
+            }
+            apply(
+                &mut ws.ffn,
+                &ws.x,
+                t,
+                &layer.up,
+                q(2),
+                acts,
+                Mode::Biased,
+                par,
+            );
+            self.activation(&mut ws.ffn[..t * inter]);
+            apply(
+                &mut ws.x,
+                &ws.ffn,
+                t,
+                &layer.down,
+                q(3),
+                acts,
+                Mode::Accumulate,
+                par,
+            );
+            let n = &layer.out_norm;
+            for row in ws.x[..t * h].chunks_exact_mut(h) {
+                add_bias_layer_norm(row, &layer.down.b, &n.gamma, &n.beta, n.eps);
+            }
+        }
+    }
+
+    /// Quantizes every linear layer of the stack to int8 (per-channel weights; activations per
+    /// token at run time). Embeddings, LayerNorm and attention stay f32. Returns whether the CPU
+    /// runs the VNNI kernel (else a portable loop with the same results, much slower).
+    pub fn quantize_int8(&mut self) -> Result<bool> {
+        for (i, l) in self.layers.iter_mut().enumerate() {
+            let qs = [&l.qkv, &l.o, &l.up, &l.down].map(QDense::quantize);
+            let [Some(a), Some(b), Some(c), Some(d)] = qs else {
+                return Err(EngineError::InvalidParameter {
+                    param: "quantize",
+                    message: format!("layer {i}: int8 needs layer widths that are multiples of 16"),
+                });
+            };
+            // Keep only the biases of the f32 layers (the LayerNorm passes add them).
+            for d in [&mut l.qkv, &mut l.o, &mut l.up, &mut l.down] {
+                d.w = Vec::new();
+            }
+            l.q = Some([a, b, c, d]);
+        }
+        self.quantized = true;
+        Ok(int8::has_vnni())
+    }
+
+    pub fn is_quantized(&self) -> bool {
+        self.quantized
+    }
+
+    fn take_workspace(&self) -> Workspace {
+        self.pool
+            .lock()
+            .map(|mut p| p.pop())
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    }
+
+    fn give_back(&self, ws: Workspace) {
+        if let Ok(mut p) = self.pool.lock() {
+            p.push(ws);
+        }
+    }
+
+    /// Padding-free forward pass: `(hidden states of all tokens back to back, lengths)`.
+    pub fn forward_flat(&self, batch: &Batch) -> Result<Vec<f32>> {
+        use rayon::prelude::*;
+        self.check(batch)?;
+        let h = self.hidden;
+        let lens = &batch.lengths;
+        let threads = rayon::current_num_threads().max(1);
+        let groups = split(lens, threads);
+        let total: usize = lens.iter().sum();
+        let mut out = vec![0f32; total * h];
+        if groups.len() <= 1 {
+            let mut ws = self.take_workspace();
+            let par = if threads > 1 {
+                Parallelism::Rayon(threads)
+            } else {
+                Parallelism::None
+            };
+            self.run_group(&mut ws, &batch.flat_ids, &batch.flat_types, lens, par);
+            out.copy_from_slice(&ws.x[..total * h]);
+            self.give_back(ws);
+            return Ok(out);
+        }
+        // Token offset of each group's first sequence.
+        let offsets: Vec<usize> = groups
+            .iter()
+            .map(|g| lens[..g.start].iter().sum())
+            .collect();
+        let mut chunks: Vec<&mut [f32]> = Vec::with_capacity(groups.len());
+        let mut rest = out.as_mut_slice();
+        for g in &groups {
+            let n: usize = lens[g.clone()].iter().sum::<usize>() * h;
+            let (a, b) = rest.split_at_mut(n);
+            chunks.push(a);
+            rest = b;
+        }
+        groups
+            .par_iter()
+            .zip(offsets.par_iter())
+            .zip(chunks.into_par_iter())
+            .for_each(|((g, &off), dst)| {
+                let n: usize = lens[g.clone()].iter().sum();
+                let mut ws = self.take_workspace();
+                self.run_group(
+                    &mut ws,
+                    &batch.flat_ids[off..off + n],
+                    &batch.flat_types[off..off + n],
+                    &lens[g.clone()],
+                    Parallelism::None,
+                );
+                dst.copy_from_slice(&ws.x[..n * h]);
+                self.give_back(ws);
+            });
+        Ok(out)
+    }
+}
+
+/// Splits sequences (in order) into at most `parts` contiguous groups of about equal token counts;
+/// one group when there are fewer sequences than parts.
+fn split(lens: &[usize], parts: usize) -> Vec<std::ops::Range<usize>> {
+    if lens.len() < parts || parts <= 1 {
+        return std::iter::once(0..lens.len()).collect();
+    }
+    let total: usize = lens.iter().sum();
+    let mut groups = Vec::with_capacity(parts);
+    let (mut start, mut acc) = (0, 0);
+    for (i, &l) in lens.iter().enumerate() {
+        acc += l;
+        let target = total * (groups.len() + 1) / parts;
+        let left = lens.len() - i - 1;
+        let groups_left = parts - groups.len() - 1;
+        if groups.len() + 1 < parts && (acc >= target || left == groups_left) {
+            groups.push(start..i + 1);
+            start = i + 1;
+        }
+    }
+    if start < lens.len() {
+        groups.push(start..lens.len());
+    }
+    groups
+}
+
+impl EncoderBackend for FastBert {
+    fn forward(&self, batch: &Batch) -> Result<Tensor> {
+        let flat = self.forward_flat(batch)?;
+        let h = self.hidden;
+        let b = batch.size();
+        let t = batch.lengths.iter().copied().max().unwrap_or(0).max(1);
+        let mut padded = vec![0f32; b * t * h];
+        let mut src = 0;
+        for (row, &len) in batch.lengths.iter().enumerate() {
+            let dst = row * t * h;
+            padded[dst..dst + len * h].copy_from_slice(&flat[src..src + len * h]);
+            src += len * h;
+        }
+        Ok(Tensor::from_vec(padded, (b, t, h), &Device::Cpu)?)
+    }
+
+    fn name(&self) -> &'static str {
+        if self.quantized {
+            "fast-bert-int8"
+        } else {
+            "fast-bert"
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split;
+
+    #[test]
+    fn split_balances_tokens_and_keeps_order() {
+        assert_eq!(split(&[5], 2), std::iter::once(0..1).collect::<Vec<_>>());
+        assert_eq!(split(&[5, 5], 2), vec![0..1, 1..2]);
+        assert_eq!(split(&[1, 1, 1, 9], 2), vec![0..3, 3..4]);
+        assert_eq!(split(&[9, 1, 1, 1], 2), vec![0..1, 1..4]);
+        let g = split(&[3; 10], 4);
+        assert_eq!(g.len(), 4);
+        assert_eq!(g.first().unwrap().start, 0);
+        assert_eq!(g.last().unwrap().end, 10);
+        assert!(g
+            .windows(2)
+            .all(|w| w[0].end == w[1].start && !w[1].is_empty()));
+    }
+}
