@@ -326,6 +326,13 @@ impl Cache {
         r
     }
 
+    /// Brings the gauges up to date (`nlpd_cache_bytes`): call before rendering metrics.
+    pub fn refresh_metrics(&self) {
+        if let Some(l1) = &self.l1 {
+            l1.settle();
+        }
+    }
+
     /// Statistics for `GET /v1/cache` and `/v1/stats`.
     pub fn stats(&self) -> CacheStats {
         let models = self

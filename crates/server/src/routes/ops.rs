@@ -76,6 +76,9 @@ pub async fn unload(
 
 pub async fn metrics(State(st): State<AppState>) -> Response {
     metrics::gauge!(m::RESIDENT_BYTES).set(m::resident_bytes() as f64);
+    if let Some(c) = &st.cache {
+        c.refresh_metrics();
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         st.prometheus.render(),
