@@ -570,7 +570,7 @@ async fn redis_down_never_fails_a_request_and_the_breaker_recovers() {
     let s = start(CacheConfig {
         redis: Some(RedisConfig {
             breaker_failures: 2,
-            breaker_cooldown: Duration::from_millis(200),
+            breaker_cooldown: Duration::from_secs(1),
             ..l2(&redis.url(), "nlpd-test-breaker:")
         }),
         ..CacheConfig::default()
@@ -595,7 +595,8 @@ async fn redis_down_never_fails_a_request_and_the_breaker_recovers() {
         .await;
     }
     let down = cache_report(&s).await;
-    assert_eq!(down["l2"]["breaker"], "open", "{down}");
+    // Open, or half-open while a probe (a background write, say) is failing right now.
+    assert_ne!(down["l2"]["breaker"], "closed", "{down}");
     assert!(down["l2"]["errors"].as_u64().unwrap() >= 2, "{down}");
     assert!(down["l2"]["breaker_opened_total"].as_u64().unwrap() >= 1);
     assert!(
