@@ -1,4 +1,4 @@
-//! Runtime settings: batching knobs and the memory budget.
+//! Runtime settings: batching knobs, the memory budget, and size and duration parsing.
 
 use std::time::Duration;
 
@@ -51,9 +51,40 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
     Ok((value * mult).round() as u64)
 }
 
+/// Parses a duration: `500ms`, `30s`, `10m`, `1h`, `1d`, or a plain number of seconds (`1.5`).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration (e.g. 500ms, 30s, 10m, 1h)"))?;
+    let secs = match unit.trim().to_ascii_lowercase().as_str() {
+        "ms" => value / 1000.0,
+        "" | "s" | "sec" => value,
+        "m" | "min" => value * 60.0,
+        "h" => value * 3600.0,
+        "d" => value * 86400.0,
+        other => return Err(format!("unknown duration unit `{other}` in `{s}`")),
+    };
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("`{s}` is out of range"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("3 weeks").unwrap_err().contains("unknown"));
+    }
 
     #[test]
     fn sizes_parse() {

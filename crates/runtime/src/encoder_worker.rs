@@ -50,6 +50,8 @@ pub struct EncoderInfo {
 /// A loaded encoder and its queue.
 pub struct EncoderHandle {
     pub name: String,
+    /// Hash of the weights file's path, size and mtime (and the token cap): part of cache keys.
+    pub revision: String,
     pub info: EncoderInfo,
     tx: Mutex<Option<Sender<Job>>>,
     depth: Arc<AtomicUsize>,
@@ -61,6 +63,7 @@ pub struct EncoderHandle {
 impl EncoderHandle {
     pub fn spawn(
         name: &str,
+        revision: String,
         model: EncoderModel,
         cfg: BatchConfig,
         stats: Arc<Stats>,
@@ -91,6 +94,7 @@ impl EncoderHandle {
             .map_err(|e| RuntimeError::Internal(format!("cannot start worker thread: {e}")))?;
         Ok(Arc::new(EncoderHandle {
             name: name.to_string(),
+            revision,
             info,
             tx: Mutex::new(Some(tx)),
             depth,

@@ -49,6 +49,8 @@ enum Job {
 
 pub struct GeneratorHandle {
     pub name: String,
+    /// Hash of the weights file's path, size and mtime: part of cache keys.
+    pub revision: String,
     pub architecture: String,
     pub context_length: usize,
     tx: Mutex<Option<Sender<Job>>>,
@@ -60,6 +62,7 @@ pub struct GeneratorHandle {
 impl GeneratorHandle {
     pub fn spawn(
         name: &str,
+        revision: String,
         model: GenModel,
         max_queue: usize,
         stats: Arc<Stats>,
@@ -76,6 +79,7 @@ impl GeneratorHandle {
             .map_err(|e| RuntimeError::Internal(format!("cannot start worker thread: {e}")))?;
         Ok(Arc::new(GeneratorHandle {
             name: name.to_string(),
+            revision,
             architecture,
             context_length,
             tx: Mutex::new(Some(tx)),

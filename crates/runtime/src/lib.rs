@@ -1,7 +1,8 @@
 //! nlpd's orchestration layer: the model registry (lazy load, warmup, memory budget), the dynamic
 //! batcher of each encoder, the generation workers, statistics and metrics, model pack names and
-//! task prompts. No HTTP here: the server crate maps all of it to routes.
+//! task prompts, the two-level result cache. No HTTP here: the server crate maps all of it to routes.
 
+pub mod cache;
 pub mod config;
 pub mod encoder_worker;
 pub mod error;
@@ -12,6 +13,7 @@ pub mod prompts;
 pub mod registry;
 pub mod stats;
 
+pub use cache::{Cache, CacheConfig};
 pub use config::BatchConfig;
 pub use encoder_worker::{EncoderHandle, Lane};
 pub use error::{Result, RuntimeError};

@@ -16,6 +16,15 @@ pub const MODEL_LOADED: &str = "nlpd_model_loaded";
 pub const MODEL_BYTES: &str = "nlpd_model_bytes";
 pub const RESIDENT_BYTES: &str = "nlpd_process_resident_bytes";
 pub const DROPPED: &str = "nlpd_items_dropped_total";
+pub const CACHE_REQUESTS: &str = "nlpd_cache_requests_total";
+pub const CACHE_BYTES: &str = "nlpd_cache_bytes";
+pub const CACHE_EVICTIONS: &str = "nlpd_cache_evictions_total";
+pub const CACHE_COALESCED: &str = "nlpd_cache_coalesced_total";
+pub const CACHE_BYPASS: &str = "nlpd_cache_bypass_total";
+pub const CACHE_L2_ERRORS: &str = "nlpd_cache_l2_errors_total";
+pub const CACHE_L2_WRITES: &str = "nlpd_cache_l2_writes_total";
+pub const CACHE_L2_WRITES_DROPPED: &str = "nlpd_cache_l2_writes_dropped_total";
+pub const REDIS_BREAKER_STATE: &str = "nlpd_redis_breaker_state";
 
 /// Histogram buckets for durations: 0.1 ms … 30 s.
 pub const DURATION_BUCKETS: &[f64] = &[
@@ -69,6 +78,37 @@ pub fn describe() {
     describe_counter!(
         DROPPED,
         "Items dropped before compute (deadline passed or client gone)"
+    );
+    describe_counter!(
+        CACHE_REQUESTS,
+        "Cache lookups per input by level (l1, l2) and result (hit, miss)"
+    );
+    describe_gauge!(
+        CACHE_BYTES,
+        Unit::Bytes,
+        "Bytes of cached values held by a level (l1)"
+    );
+    describe_counter!(
+        CACHE_EVICTIONS,
+        "L1 entries evicted, by cause (size, expired)"
+    );
+    describe_counter!(
+        CACHE_COALESCED,
+        "Inputs answered by waiting for an identical computation in flight"
+    );
+    describe_counter!(CACHE_BYPASS, "Inputs of requests with \"cache\": false");
+    describe_counter!(
+        CACHE_L2_ERRORS,
+        "Failed Redis calls by op (get, set) and kind (timeout, redis, decode, garbage)"
+    );
+    describe_counter!(CACHE_L2_WRITES, "Values written to Redis");
+    describe_counter!(
+        CACHE_L2_WRITES_DROPPED,
+        "Values not written to Redis (queue full, breaker open, write failed)"
+    );
+    describe_gauge!(
+        REDIS_BREAKER_STATE,
+        "Redis circuit breaker: 0 closed, 1 open, 2 half-open"
     );
 }
 

@@ -37,6 +37,8 @@ pub struct ModelSpec {
     pub architecture: String,
     /// Weight bytes (the weights file's size), used for the memory budget.
     pub bytes: u64,
+    /// The weights file (its metadata makes the model's cache revision).
+    pub weights: PathBuf,
 }
 
 impl ModelSpec {
@@ -93,6 +95,7 @@ impl ModelSpec {
                     dir.config.architecture.clone()
                 },
                 bytes: size(&dir.weights),
+                weights: dir.weights.clone(),
             });
         }
         let gguf = find_gguf(path).map_err(|e| e.to_string())?;
@@ -110,6 +113,7 @@ impl ModelSpec {
             task: task.unwrap_or("generate").to_string(),
             architecture: "gguf".to_string(),
             bytes: size(&gguf),
+            weights: gguf,
         })
     }
 }
@@ -537,6 +541,7 @@ fn load_and_warm(
     cap: Option<usize>,
     opts: &LoadOptions,
 ) -> Result<Loaded> {
+    let revision = crate::cache::revision_of(&spec.weights, cap);
     match spec.kind {
         ModelKind::Encoder => {
             let mut model = EncoderModel::load_opts(&spec.path, opts)?;
@@ -555,7 +560,7 @@ fn load_and_warm(
             let items: Vec<_> = (0..4).map(|_| (&enc[0], &op)).collect();
             model.run_batch(&items)?;
             Ok(Loaded::Encoder(EncoderHandle::spawn(
-                &spec.name, model, batch, stats,
+                &spec.name, revision, model, batch, stats,
             )?))
         }
         ModelKind::Generator => {
@@ -564,6 +569,7 @@ fn load_and_warm(
             model.next_token_logits(&ids)?;
             Ok(Loaded::Generator(GeneratorHandle::spawn(
                 &spec.name,
+                revision,
                 model,
                 batch.max_queue,
                 stats,

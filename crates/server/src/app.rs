@@ -57,12 +57,14 @@ pub fn router(registry: Arc<Registry>, config: ServerConfig) -> Router {
     let limiter = config
         .rate_limit
         .map(|r| Arc::new(crate::ratelimit::RateLimiter::new(r)));
+    let cache = config.cache.clone().and_then(nlpd_runtime::Cache::new);
     let state = AppState {
         registry,
         config: Arc::new(config),
         prometheus: prometheus(),
         started_unix_s,
         limiter,
+        cache,
     };
     let api = Router::new()
         .route("/v1/embed", post(encode::embed))
@@ -81,6 +83,8 @@ pub fn router(registry: Arc<Registry>, config: ServerConfig) -> Router {
         .route("/v1/models/{name}/load", post(ops::load))
         .route("/v1/models/{name}/unload", post(ops::unload))
         .route("/v1/stats", get(ops::stats))
+        .route("/v1/cache", get(ops::cache_stats))
+        .route("/v1/cache/clear", post(ops::cache_clear))
         .route("/embed", post(tei::embed))
         .route("/rerank", post(tei::rerank))
         .route("/predict", post(tei::predict))

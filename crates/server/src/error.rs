@@ -4,6 +4,7 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use nlpd_engine::EngineError;
+use nlpd_runtime::cache::CacheError;
 use nlpd_runtime::RuntimeError;
 use serde_json::json;
 
@@ -178,6 +179,16 @@ impl From<EngineError> for ApiError {
 
 fn e_msg(field: &str) -> String {
     format!("empty input: {field} must be a non-empty string")
+}
+
+impl From<CacheError> for ApiError {
+    fn from(e: CacheError) -> Self {
+        match e {
+            CacheError::Mismatch { .. } => ApiError::Internal {
+                message: e.to_string(),
+            },
+        }
+    }
 }
 
 impl From<RuntimeError> for ApiError {

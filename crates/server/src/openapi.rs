@@ -360,6 +360,20 @@ fn ops_paths() -> Value {
         "/v1/stats": get(op("ops", "stats", "Performance statistics",
             "Request counts, latency percentiles per stage, throughput windows and batching, per (task, model), since start.",
             None, responses(json_ok("The report.", sref("StatsResponse")), Errs::AuthOnly), true)),
+        "/v1/cache": get(op("ops", "cacheStats", "Result cache statistics",
+            "Settings and counters of the result cache: L1 bytes, entries, hits, misses and evictions; L2 (Redis) hits, misses, \
+             errors, writes and the circuit breaker state; per model hit rates. `{\"enabled\": false}` when the cache is off.",
+            None, responses(json_ok("The cache report.", sref("CacheStats")), Errs::AuthOnly), true)),
+        "/v1/cache/clear": post({
+            let mut o = op("ops", "cacheClear", "Clear the result cache",
+                "Empties L1 and/or deletes this deployment's keys (its `--cache-prefix`) from Redis. An admin route: \
+                 behind the API key when keys are configured. A Redis error is reported in `l2_error`, not as a failure.",
+                None, responses(json_ok("What was cleared.", sref("CacheClearResponse")), Errs::AuthOnly), true);
+            o["parameters"] = json!([{"name": "level", "in": "query", "required": false,
+                "description": "Which level to clear.", "schema": {"type": "string", "enum": ["l1", "l2", "all"], "default": "all"}}]);
+            o["responses"]["400"] = json!({"$ref": "#/components/responses/BadRequest"});
+            o
+        }),
         "/openapi.json": get(op("ops", "openapi", "This document", "The OpenAPI 3.1 description of the API.", None,
             json!({"200": {"description": "The OpenAPI document.", "content": {"application/json": {"schema": {"type": "object"}}}}}), false)),
     })
@@ -422,6 +436,13 @@ fn truncate_field() -> Value {
 
 fn timeout_field() -> Value {
     json!({"type": "integer", "minimum": 0, "description": "Deadline for this request in ms (queue + compute); default `--request-timeout` (30 s). Past it: 504."})
+}
+
+fn cache_field() -> Value {
+    json!({"type": "boolean", "default": true,
+        "description": "`false`: neither read nor fill the result cache (both levels) for this request. Cached results \
+            are the model's outputs keyed by model, revision, operation, output-affecting parameters and input; a hit \
+            returns exactly what the model returned for that input."})
 }
 
 fn float() -> Value {
@@ -499,6 +520,7 @@ fn encoder_schemas() -> Value {
                 "truncate": truncate_field(),
                 "dimensions": {"type": "integer", "minimum": 1, "description": "Keep the first N values (Matryoshka), re-normalized when normalizing; 1..=hidden size."},
                 "timeout_ms": timeout_field(),
+                "cache": cache_field(),
             }
         },
         "AnalyzeRequest": {
@@ -509,6 +531,7 @@ fn encoder_schemas() -> Value {
                     "description": "Default: every task that has a model."},
                 "truncate": truncate_field(),
                 "timeout_ms": timeout_field(),
+                "cache": cache_field(),
             }
         },
         "AnalyzeResponse": {
@@ -537,6 +560,7 @@ fn encoder_schemas() -> Value {
                     "description": "`base64`: each vector as base64 of its little-endian f32 bytes."},
                 "dimensions": {"type": "integer", "minimum": 1},
                 "user": {"type": "string", "description": "Accepted and ignored."},
+                "cache": cache_field(),
             }
         },
         "OpenAIEmbedding": {
@@ -565,6 +589,7 @@ fn encoder_schemas() -> Value {
                 "raw_scores": {"type": "boolean", "default": false, "description": "Logits instead of softmax probabilities."},
                 "truncate": truncate_field(),
                 "timeout_ms": timeout_field(),
+                "cache": cache_field(),
             }
         },
         "ClassifyResponse": {
@@ -579,6 +604,7 @@ fn encoder_schemas() -> Value {
                 "aggregation": {"type": "string", "enum": ["simple", "none"], "default": "simple"},
                 "truncate": truncate_field(),
                 "timeout_ms": timeout_field(),
+                "cache": cache_field(),
             }
         },
         "EntitiesResponse": {
@@ -595,6 +621,7 @@ fn encoder_schemas() -> Value {
                 "model": model_field("nli"),
                 "pairs": {"type": "array", "items": sref("NliPair"), "minItems": 1},
                 "timeout_ms": timeout_field(),
+                "cache": cache_field(),
             }
         },
         "NliResult": {
@@ -617,6 +644,7 @@ fn encoder_schemas() -> Value {
                 "top_n": {"type": "integer", "minimum": 0, "description": "Keep the n best; default all."},
                 "return_documents": {"type": "boolean", "default": true, "description": "Include each document's text."},
                 "timeout_ms": timeout_field(),
+                "cache": cache_field(),
             }
         },
         "RerankResult": {
@@ -654,6 +682,8 @@ fn sampling_properties(default_max: usize, default_temperature: f64) -> Map<Stri
         "frequency_penalty": {"type": "number", "description": "Positive values become a repeat penalty of 1 + p/2; negative values count as 0."},
         "n": {"type": "integer", "const": 1, "description": "Only 1 is supported."},
         "timeout_ms": {"type": "integer", "minimum": 0, "description": "Deadline for this request (default `--request-timeout`); 504 when it passes."},
+        "cache": {"type": "boolean", "default": true, "description": "`false`: neither read nor fill the result cache. \
+            Only deterministic requests are cached (temperature 0, or an explicit `seed`), and only when not streamed."},
         "stream_options": {"type": "object", "properties": {"include_usage": {"type": "boolean", "default": false,
             "description": "Streams end with a chunk holding `choices: []` and the usage before `[DONE]`."}}},
     });
@@ -832,6 +862,52 @@ fn stats_schemas() -> Value {
                     "properties": {"model": {"type": "string"}, "bytes": uint()}}},
                 "requests": {"type": "array", "items": sref("SeriesReport")},
                 "batching": {"type": "array", "items": sref("BatchReport")},
+                "cache": {"description": "The result cache (as `GET /v1/cache`, without `enabled`); null when off.",
+                    "oneOf": [sref("CacheStats"), {"type": "null"}]},
+            }
+        },
+        "ModelCacheStats": {
+            "type": "object",
+            "properties": {
+                "model": {"type": "string"},
+                "l1_hits": uint(), "l1_misses": uint(), "l1_hit_rate": ms,
+                "l2_hits": uint(), "l2_misses": uint(), "l2_hit_rate": ms,
+                "coalesced": {"type": "integer", "minimum": 0, "description": "Inputs answered by waiting for an identical computation in flight."},
+                "computed": {"type": "integer", "minimum": 0, "description": "Inputs the model computed."},
+                "bypassed": {"type": "integer", "minimum": 0, "description": "Inputs of requests with `cache: false`."},
+            }
+        },
+        "CacheStats": {
+            "type": "object",
+            "properties": {
+                "enabled": {"type": "boolean"},
+                "ttl_s": ms,
+                "in_flight": {"type": "integer", "minimum": 0, "description": "Keys being computed now."},
+                "waiting": {"type": "integer", "minimum": 0, "description": "Requests waiting for one of those."},
+                "l1": {"oneOf": [{"type": "null"}, {"type": "object", "properties": {
+                    "policy": {"type": "string", "enum": ["tinylfu", "lru"]},
+                    "capacity_bytes": uint(), "bytes": uint(), "entries": uint(),
+                    "hits": uint(), "misses": uint(), "hit_rate": ms,
+                    "evictions_size": uint(), "evictions_expired": uint()}}]},
+                "l2": {"oneOf": [{"type": "null"}, {"type": "object", "properties": {
+                    "url": {"type": "string", "description": "Password redacted."}, "prefix": {"type": "string"}, "timeout_ms": uint(),
+                    "breaker": {"type": "string", "enum": ["closed", "open", "half_open"]},
+                    "breaker_opened_total": uint(),
+                    "hits": uint(), "misses": uint(), "hit_rate": ms,
+                    "errors": {"type": "integer", "minimum": 0, "description": "Failed Redis calls (refused, timed out, undecodable value)."},
+                    "skipped": {"type": "integer", "minimum": 0, "description": "Lookups not sent while the breaker was open."},
+                    "writes": uint(), "write_bytes": uint(),
+                    "writes_dropped": {"type": "integer", "minimum": 0, "description": "Values not written (queue full, breaker open, write failed)."}}}]},
+                "models": {"type": "array", "items": sref("ModelCacheStats")},
+            }
+        },
+        "CacheClearResponse": {
+            "type": "object",
+            "properties": {
+                "enabled": {"type": "boolean"},
+                "l1_entries": {"oneOf": [uint(), {"type": "null"}], "description": "Entries removed from L1."},
+                "l2_keys": {"oneOf": [uint(), {"type": "null"}], "description": "Keys deleted from Redis under this deployment's prefix."},
+                "l2_error": {"oneOf": [{"type": "string"}, {"type": "null"}]},
             }
         },
     })
@@ -925,6 +1001,8 @@ mod tests {
         ("post", "/tokenize"),
         ("get", "/v1/models"),
         ("get", "/v1/stats"),
+        ("get", "/v1/cache"),
+        ("post", "/v1/cache/clear"),
         ("get", "/health"),
         ("get", "/health/ready"),
         ("get", "/health/live"),
@@ -959,7 +1037,7 @@ mod tests {
                 .unwrap_or_else(|| panic!("{method} {path} missing"));
             assert!(o["summary"].is_string(), "{method} {path}: no summary");
             assert!(o["responses"]["200"].is_object(), "{method} {path}: no 200");
-            if *method == "post" && !path.contains("{name}") {
+            if *method == "post" && !path.contains("{name}") && *path != "/v1/cache/clear" {
                 assert!(
                     o["requestBody"]["content"]["application/json"]["schema"].is_object(),
                     "{method} {path}: no request body"

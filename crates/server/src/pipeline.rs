@@ -1,9 +1,12 @@
-//! The path every encoder request takes: resolve the model (lazy load), tokenize off the async
-//! threads, queue each input in the model's batcher, await the results under the deadline.
+//! The path every encoder request takes: resolve the model (lazy load), look every input up in
+//! the result cache, and for the misses only: tokenize off the async threads, queue each input in
+//! the model's batcher, await the results under the deadline; the cache merges them back in
+//! input order.
 
 use crate::error::ApiError;
 use crate::state::{AppState, Served};
 use nlpd_engine::{Encoded, EncoderOp, OpOutput, TextInput};
+use nlpd_runtime::cache::{encoder_key, CachedValue, EncoderResult};
 use nlpd_runtime::stats::Stage;
 use nlpd_runtime::{metrics as m, EncoderHandle, Lane};
 use std::sync::Arc;
@@ -12,16 +15,39 @@ use std::time::{Duration, Instant};
 /// One input: a text or a pair.
 pub type Input = (String, Option<String>);
 
+/// Per-request settings of an encoder run.
+#[derive(Debug, Clone, Copy)]
+pub struct RunOpts {
+    /// Cut inputs to the model's limit (else 422 for a longer one).
+    pub truncate: bool,
+    pub timeout_ms: Option<u64>,
+    /// Use the result cache (a request's `"cache": false` turns it off).
+    pub cache: bool,
+}
+
+impl RunOpts {
+    pub fn new(truncate: bool, timeout_ms: Option<u64>, cache: bool) -> Self {
+        RunOpts {
+            truncate,
+            timeout_ms,
+            cache,
+        }
+    }
+}
+
 pub struct EncoderRun {
     pub outputs: Vec<OpOutput>,
-    pub encodings: Vec<Encoded>,
+    /// Tokens of each input (usage).
+    pub token_counts: Vec<usize>,
+    /// Each input's encoding, kept for token classification only (aggregation needs offsets).
+    pub encodings: Vec<Option<Encoded>>,
     pub handle: Arc<EncoderHandle>,
     pub served: Served,
 }
 
 impl EncoderRun {
     pub fn tokens(&self) -> usize {
-        self.encodings.iter().map(Encoded::len).sum()
+        self.token_counts.iter().sum()
     }
 }
 
@@ -39,15 +65,13 @@ pub async fn run_encoder(
     task: &'static str,
     inputs: Vec<Input>,
     op: EncoderOp,
-    truncate: bool,
-    timeout_ms: Option<u64>,
+    opts: RunOpts,
 ) -> Result<EncoderRun, ApiError> {
-    run_encoder_as(state, model, task, task, inputs, op, truncate, timeout_ms).await
+    run_encoder_as(state, model, task, task, inputs, op, opts).await
 }
 
 /// [`run_encoder`] for a request counted as `task` whose model, when the request names none, is
 /// the default of `default_task` (rerank without a cross-encoder uses the embedding model).
-#[allow(clippy::too_many_arguments)]
 pub async fn run_encoder_as(
     state: &AppState,
     model: Option<&str>,
@@ -55,56 +79,67 @@ pub async fn run_encoder_as(
     task: &'static str,
     inputs: Vec<Input>,
     op: EncoderOp,
-    truncate: bool,
-    timeout_ms: Option<u64>,
+    opts: RunOpts,
 ) -> Result<EncoderRun, ApiError> {
-    let (deadline, budget) = deadline(state, timeout_ms);
+    let (deadline, budget) = deadline(state, opts.timeout_ms);
     let name = state.registry.resolve(model, default_task)?;
     let work = async {
         let handle = state.registry.encoder(&name).await?;
         let n = inputs.len();
-        let t0 = Instant::now();
-        let h = handle.clone();
-        let encodings = tokio::task::spawn_blocking(move || {
-            inputs
-                .iter()
-                .enumerate()
-                .map(|(i, (a, b))| {
-                    let input = match b {
-                        Some(b) => TextInput::Pair(a, b),
-                        None => TextInput::Single(a),
-                    };
-                    h.info.tokenizer.encode(input, truncate, i)
-                })
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .await
-        .map_err(|e| ApiError::Internal {
-            message: format!("tokenizer task failed: {e}"),
-        })??;
-        let took = t0.elapsed();
-        m::stage(m::TOKENIZE_DURATION, &name, took);
-        state.stats().stage(task, &name, Stage::Tokenize, took);
-        let lane = if n > state.config.bulk_threshold {
-            Lane::Bulk
-        } else {
-            Lane::Interactive
+        let job = Job {
+            state,
+            handle: &handle,
+            name: &name,
+            task,
+            inputs: &inputs,
+            op: &op,
+            truncate: opts.truncate,
+            deadline,
         };
-        let (encodings, outputs) = handle
-            .run(encodings, op, task, lane, deadline)
-            .await?
-            .into_iter()
-            .unzip();
-        Ok::<_, ApiError>(EncoderRun {
-            outputs,
-            encodings,
-            handle,
+        let results: Vec<EncoderResult> = match &state.cache {
+            Some(cache) if opts.cache => {
+                let keys: Vec<_> = inputs
+                    .iter()
+                    .map(|(a, b)| {
+                        encoder_key(&name, &handle.revision, &op, opts.truncate, a, b.as_deref())
+                    })
+                    .collect();
+                let values = cache
+                    .get_or_compute(&name, &keys, |idx| job.compute(idx))
+                    .await?;
+                values
+                    .iter()
+                    .map(|v| into_encoder((**v).clone()))
+                    .collect::<Result<_, _>>()?
+            }
+            cache => {
+                if let Some(c) = cache {
+                    c.bypassed(&name, n);
+                }
+                job.compute((0..n).collect())
+                    .await?
+                    .into_iter()
+                    .map(into_encoder)
+                    .collect::<Result<_, _>>()?
+            }
+        };
+        let mut run = EncoderRun {
+            outputs: Vec::with_capacity(n),
+            token_counts: Vec::with_capacity(n),
+            encodings: Vec::with_capacity(n),
+            handle: handle.clone(),
             served: Served {
                 task,
                 model: name.clone(),
                 inputs: n,
             },
-        })
+        };
+        for r in results {
+            run.outputs.push(r.output);
+            run.token_counts.push(r.tokens as usize);
+            run.encodings.push(r.encoding);
+        }
+        Ok::<_, ApiError>(run)
     };
     match tokio::time::timeout(budget, work).await {
         Ok(r) => r,
@@ -114,6 +149,79 @@ pub async fn run_encoder_as(
                 budget.as_millis()
             ),
         }),
+    }
+}
+
+fn into_encoder(v: CachedValue) -> Result<EncoderResult, ApiError> {
+    match v {
+        CachedValue::Encoder(r) => Ok(r),
+        CachedValue::Generation(_) => Err(ApiError::Internal {
+            message: "a generation where an encoder result was expected".into(),
+        }),
+    }
+}
+
+/// The model work of one request: tokenize some of its inputs and run them through the batcher.
+struct Job<'a> {
+    state: &'a AppState,
+    handle: &'a Arc<EncoderHandle>,
+    name: &'a str,
+    task: &'static str,
+    inputs: &'a [Input],
+    op: &'a EncoderOp,
+    truncate: bool,
+    deadline: Instant,
+}
+
+impl Job<'_> {
+    /// Computes the inputs at `idx`, in that order.
+    async fn compute(&self, idx: Vec<usize>) -> Result<Vec<CachedValue>, ApiError> {
+        let n = idx.len();
+        let t0 = Instant::now();
+        let h = self.handle.clone();
+        let truncate = self.truncate;
+        let picked: Vec<(usize, Input)> =
+            idx.iter().map(|&i| (i, self.inputs[i].clone())).collect();
+        let encodings = tokio::task::spawn_blocking(move || {
+            picked
+                .iter()
+                .map(|(i, (a, b))| {
+                    let input = match b {
+                        Some(b) => TextInput::Pair(a, b),
+                        None => TextInput::Single(a),
+                    };
+                    h.info.tokenizer.encode(input, truncate, *i)
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await
+        .map_err(|e| ApiError::Internal {
+            message: format!("tokenizer task failed: {e}"),
+        })??;
+        let took = t0.elapsed();
+        m::stage(m::TOKENIZE_DURATION, self.name, took);
+        self.state
+            .stats()
+            .stage(self.task, self.name, Stage::Tokenize, took);
+        let lane = if n > self.state.config.bulk_threshold {
+            Lane::Bulk
+        } else {
+            Lane::Interactive
+        };
+        let keep_encoding = matches!(self.op, EncoderOp::Tokens);
+        Ok(self
+            .handle
+            .run(encodings, self.op.clone(), self.task, lane, self.deadline)
+            .await?
+            .into_iter()
+            .map(|(enc, output)| {
+                CachedValue::Encoder(EncoderResult {
+                    tokens: enc.len() as u32,
+                    output,
+                    encoding: keep_encoding.then_some(enc),
+                })
+            })
+            .collect())
     }
 }
 
@@ -128,7 +236,6 @@ pub fn postprocess<T>(state: &AppState, served: &Served, f: impl FnOnce() -> T) 
         .stage(served.task, &served.model, Stage::Postprocess, took);
     out
 }
-
 /// The tokens of each text with the model's tokenizer (special tokens included, truncated to the
 /// model's limit), for the tokenize routes; `end_key` names the end offset (`end`; TEI: `stop`).
 pub async fn tokenize_texts(

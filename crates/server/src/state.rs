@@ -1,7 +1,7 @@
 //! Shared server state and the settings the routes read.
 
 use metrics_exporter_prometheus::PrometheusHandle;
-use nlpd_runtime::{Registry, Stats};
+use nlpd_runtime::{Cache, CacheConfig, Registry, Stats};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +18,8 @@ pub struct ServerConfig {
     pub bulk_threshold: usize,
     /// Requests per second per API key (per client IP without keys); `None`: unlimited.
     pub rate_limit: Option<f64>,
+    /// The result cache; `None`: off (the library default; `nlpd serve` turns it on).
+    pub cache: Option<CacheConfig>,
 }
 
 impl Default for ServerConfig {
@@ -29,6 +31,7 @@ impl Default for ServerConfig {
             request_timeout: Duration::from_secs(30),
             bulk_threshold: 8,
             rate_limit: None,
+            cache: None,
         }
     }
 }
@@ -41,6 +44,7 @@ pub struct AppState {
     /// Unix seconds when the server started (OpenAI's `created` of each model).
     pub started_unix_s: u64,
     pub limiter: Option<Arc<crate::ratelimit::RateLimiter>>,
+    pub cache: Option<Arc<Cache>>,
 }
 
 impl AppState {

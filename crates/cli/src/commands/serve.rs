@@ -1,7 +1,9 @@
 //! `nlpd serve`: every model of the pack (or the models named with --model) over HTTP.
 
 use anyhow::{bail, Context, Result};
-use nlpd_runtime::config::parse_bytes;
+use nlpd_runtime::cache::{Policy, RedisConfig};
+use nlpd_runtime::config::{parse_bytes, parse_duration};
+use nlpd_runtime::CacheConfig;
 use nlpd_runtime::{BatchConfig, ModelSpec, Registry, Stats, PACK};
 use nlpd_server::ServerConfig;
 use std::collections::{BTreeMap, HashSet};
@@ -81,6 +83,82 @@ pub struct Args {
     /// Seconds a request may take (queue + compute) before 504; requests can lower it with `timeout_ms`.
     #[arg(long, env = "NLPD_REQUEST_TIMEOUT", default_value_t = 30.0)]
     pub request_timeout: f64,
+    /// Bytes of results the in-process (L1) cache holds (e.g. 256MiB, 1GiB). Results are keyed by
+    /// model, model revision, operation, every output-affecting parameter and the input; a
+    /// repeated input is answered without running the model. 0 turns L1 off (with no
+    /// --redis-url, the cache is off altogether).
+    #[arg(long, env = "NLPD_CACHE_L1_BYTES", default_value = "256MiB")]
+    pub cache_l1_bytes: String,
+    /// L1 eviction policy: `tinylfu` (admits by frequency, resists one-off scans) or `lru`.
+    #[arg(long, env = "NLPD_CACHE_POLICY", default_value = "tinylfu")]
+    pub cache_policy: String,
+    /// How long a cached result lives, in L1 and in Redis (e.g. 10m, 1h, 1d).
+    #[arg(long, env = "NLPD_CACHE_TTL", default_value = "1h")]
+    pub cache_ttl: String,
+    /// Redis for the shared L2 cache, e.g. redis://127.0.0.1:6379/0 (off when unset). Read after
+    /// an L1 miss, written after compute in the background. A Redis that is down, slow or returns
+    /// garbage never fails a request: a circuit breaker skips it and nlpd serves from L1 + compute.
+    #[arg(long, env = "NLPD_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key: one per deployment, so deployments sharing a Redis never mix
+    /// results (and `POST /v1/cache/clear` deletes only this prefix).
+    #[arg(long, env = "NLPD_CACHE_PREFIX", default_value = "nlpd:")]
+    pub cache_prefix: String,
+    /// Longest wait for a Redis read on the request path (ms); a slower Redis counts as a miss.
+    #[arg(long, env = "NLPD_REDIS_TIMEOUT_MS", default_value_t = 20)]
+    pub redis_timeout_ms: u64,
+    /// Consecutive Redis failures (refused, timed out, undecodable) that open the circuit breaker.
+    #[arg(long, env = "NLPD_REDIS_BREAKER_FAILURES", default_value_t = 5)]
+    pub redis_breaker_failures: u32,
+    /// How long the open breaker skips Redis before one probe (e.g. 5s); a successful probe
+    /// closes it.
+    #[arg(long, env = "NLPD_REDIS_BREAKER_COOLDOWN", default_value = "5s")]
+    pub redis_breaker_cooldown: String,
+}
+
+/// The result cache settings from the flags (`None`: off).
+fn cache_config(args: &Args) -> Result<Option<CacheConfig>> {
+    let l1_bytes = parse_bytes(&args.cache_l1_bytes)
+        .map_err(anyhow::Error::msg)
+        .context("--cache-l1-bytes")?;
+    let policy: Policy = args
+        .cache_policy
+        .parse()
+        .map_err(anyhow::Error::msg)
+        .context("--cache-policy")?;
+    let ttl = parse_duration(&args.cache_ttl)
+        .map_err(anyhow::Error::msg)
+        .context("--cache-ttl")?;
+    if ttl.is_zero() {
+        bail!("--cache-ttl must be longer than 0 (turn the cache off with --cache-l1-bytes 0)");
+    }
+    let cooldown = parse_duration(&args.redis_breaker_cooldown)
+        .map_err(anyhow::Error::msg)
+        .context("--redis-breaker-cooldown")?;
+    let redis = match args.redis_url.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(url) => {
+            if args.redis_timeout_ms == 0 {
+                bail!("--redis-timeout-ms must be at least 1");
+            }
+            Some(RedisConfig {
+                url: url.to_string(),
+                prefix: args.cache_prefix.clone(),
+                timeout: Duration::from_millis(args.redis_timeout_ms),
+                breaker_failures: args.redis_breaker_failures.max(1),
+                breaker_cooldown: cooldown,
+            })
+        }
+    };
+    if l1_bytes == 0 && redis.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(CacheConfig {
+        l1_bytes,
+        policy,
+        ttl,
+        redis,
+    }))
 }
 
 /// Before clap parses: a `--config` TOML file becomes NLPD_* variables (never overriding ones
@@ -172,6 +250,7 @@ fn model_specs(args: &Args, models_dir: &Path) -> Result<Vec<ModelSpec>> {
 }
 
 pub fn run(args: Args, models_dir: &Path) -> Result<usize> {
+    let cache = cache_config(&args)?;
     let specs = model_specs(&args, models_dir)?;
     let mut defaults = BTreeMap::new();
     for d in &args.default_models {
@@ -221,6 +300,7 @@ pub fn run(args: Args, models_dir: &Path) -> Result<usize> {
         max_queue: args.max_queue.max(1),
     };
     let config = ServerConfig {
+        cache: cache.clone(),
         api_keys: keys,
         max_request_bytes,
         max_inputs_per_request: args.max_inputs_per_request.max(1),
@@ -240,6 +320,26 @@ pub fn run(args: Args, models_dir: &Path) -> Result<usize> {
         args.max_wait_us, batch.max_queue, if config.api_keys.is_empty() { "none".to_string() } else { format!("{} (redacted)", config.api_keys.len()) },
         args.max_input_tokens.map(|n| n.to_string()).unwrap_or_else(|| "model limit".into()), max_request_bytes, config.max_inputs_per_request, args.request_timeout,
         args.rate_limit.map(|r| format!("{r}/s per client")).unwrap_or_else(|| "none".into()));
+    match &cache {
+        None => eprintln!("nlpd: cache: off"),
+        Some(c) => eprintln!(
+            "nlpd: cache: l1={} bytes policy={} ttl={}s l2={}",
+            c.l1_bytes,
+            c.policy.as_str(),
+            c.ttl.as_secs_f64(),
+            c.redis
+                .as_ref()
+                .map(|r| format!(
+                    "{} prefix={} timeout={}ms breaker={} failures/{}s",
+                    r.redacted_url(),
+                    r.prefix,
+                    r.timeout.as_millis(),
+                    r.breaker_failures,
+                    r.breaker_cooldown.as_secs_f64()
+                ))
+                .unwrap_or_else(|| "off".into())
+        ),
+    }
     for s in &specs {
         eprintln!(
             "nlpd: model {} task={} kind={:?} arch={} bytes={} path={}",

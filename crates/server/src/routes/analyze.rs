@@ -4,7 +4,7 @@
 use super::respond;
 use crate::error::ApiError;
 use crate::json::ApiJson;
-use crate::pipeline::{run_encoder, EncoderRun, Input};
+use crate::pipeline::{run_encoder, EncoderRun, Input, RunOpts};
 use crate::state::{AppState, Served};
 use crate::types::{check_count, Texts};
 use axum::extract::State;
@@ -49,6 +49,9 @@ pub struct AnalyzeRequest {
     #[serde(default = "crate::types::default_true")]
     truncate: bool,
     timeout_ms: Option<u64>,
+    /// `false`: neither read nor fill the result cache.
+    #[serde(default = "crate::types::default_true")]
+    cache: bool,
 }
 
 pub async fn analyze(
@@ -113,7 +116,8 @@ pub async fn analyze(
         let (st, inputs) = (&st, inputs.clone());
         async move {
             if wanted {
-                run_encoder(st, None, name, inputs, op, req.truncate, req.timeout_ms)
+                let opts = RunOpts::new(req.truncate, req.timeout_ms, req.cache);
+                run_encoder(st, None, name, inputs, op, opts)
                     .await
                     .map(Some)
             } else {
@@ -178,7 +182,7 @@ fn add_entities(results: &mut [Map<String, Value>], r: EncoderRun, texts: &[Stri
         .zip(r.outputs)
         .zip(r.encodings.into_iter().zip(texts))
     {
-        if let OpOutput::TokenProbs(probs) = o {
+        if let (OpOutput::TokenProbs(probs), Some(encoded)) = (o, encoded) {
             let preds = TokenPredictions { encoded, probs };
             if let EntityOutput::Spans(spans) =
                 entities_of(text, &preds, labels, Aggregation::Simple)

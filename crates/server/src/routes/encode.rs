@@ -4,7 +4,7 @@
 use super::respond;
 use crate::error::ApiError;
 use crate::json::ApiJson;
-use crate::pipeline::{postprocess, run_encoder, run_encoder_as, tokenize_texts, Input};
+use crate::pipeline::{postprocess, run_encoder, run_encoder_as, tokenize_texts, Input, RunOpts};
 use crate::state::{AppState, Served};
 use crate::types::{check_count, ClassifyInputs, LabelScore, Texts, Usage};
 use axum::extract::State;
@@ -29,6 +29,9 @@ pub struct EmbedRequest {
     truncate: bool,
     dimensions: Option<usize>,
     timeout_ms: Option<u64>,
+    /// `false`: neither read nor fill the result cache.
+    #[serde(default = "crate::types::default_true")]
+    cache: bool,
 }
 
 pub async fn embed(
@@ -47,8 +50,7 @@ pub async fn embed(
         "embed",
         singles(texts),
         op,
-        req.truncate,
-        req.timeout_ms,
+        RunOpts::new(req.truncate, req.timeout_ms, req.cache),
     )
     .await?;
     let embeddings: Vec<Vec<f32>> = run
@@ -104,6 +106,9 @@ pub struct OpenAiEmbeddingsRequest {
     dimensions: Option<usize>,
     #[allow(dead_code)]
     user: Option<String>,
+    /// `false`: neither read nor fill the result cache.
+    #[serde(default = "crate::types::default_true")]
+    cache: bool,
 }
 
 pub async fn openai_embeddings(
@@ -143,8 +148,7 @@ pub async fn openai_embeddings(
         "embed",
         singles(texts),
         op,
-        true,
-        None,
+        RunOpts::new(true, None, req.cache),
     )
     .await?;
     let tokens = run.tokens();
@@ -194,6 +198,9 @@ pub struct ClassifyRequest {
     #[serde(default = "crate::types::default_true")]
     truncate: bool,
     timeout_ms: Option<u64>,
+    /// `false`: neither read nor fill the result cache.
+    #[serde(default = "crate::types::default_true")]
+    cache: bool,
 }
 
 /// Label/score lists sorted by score, highest first.
@@ -228,8 +235,7 @@ pub async fn classify(
         "classify",
         inputs,
         EncoderOp::Classify,
-        req.truncate,
-        req.timeout_ms,
+        RunOpts::new(req.truncate, req.timeout_ms, req.cache),
     )
     .await?;
     let labels = run.handle.info.labels.clone();
@@ -267,6 +273,9 @@ pub struct EntitiesRequest {
     #[serde(default = "crate::types::default_true")]
     truncate: bool,
     timeout_ms: Option<u64>,
+    /// `false`: neither read nor fill the result cache.
+    #[serde(default = "crate::types::default_true")]
+    cache: bool,
 }
 
 pub async fn entities(
@@ -281,8 +290,7 @@ pub async fn entities(
         "entities",
         singles(texts.clone()),
         EncoderOp::Tokens,
-        req.truncate,
-        req.timeout_ms,
+        RunOpts::new(req.truncate, req.timeout_ms, req.cache),
     )
     .await?;
     let agg = match req.aggregation {
@@ -296,21 +304,19 @@ pub async fn entities(
             .zip(run.encodings)
             .zip(&texts)
             .map(|((o, enc), text)| {
-                let probs = match o {
-                    OpOutput::TokenProbs(p) => p,
-                    _ => Vec::new(),
+                let (OpOutput::TokenProbs(probs), Some(encoded)) = (o, enc) else {
+                    return Err(ApiError::Internal {
+                        message: "token classification returned no token predictions".into(),
+                    });
                 };
-                let p = TokenPredictions {
-                    encoded: enc,
-                    probs,
-                };
-                match entities_of(text, &p, &labels, agg) {
+                let p = TokenPredictions { encoded, probs };
+                Ok(match entities_of(text, &p, &labels, agg) {
                     EntityOutput::Spans(s) => json!(s),
                     EntityOutput::Tokens(t) => json!(t),
-                }
+                })
             })
-            .collect()
-    });
+            .collect::<Result<_, ApiError>>()
+    })?;
     Ok(respond(run.served, json!({ "results": results })))
 }
 
@@ -340,6 +346,9 @@ pub struct RerankRequest {
     #[serde(default = "crate::types::default_true")]
     return_documents: bool,
     timeout_ms: Option<u64>,
+    /// `false`: neither read nor fill the result cache.
+    #[serde(default = "crate::types::default_true")]
+    cache: bool,
 }
 
 /// Scores of `documents` for `query`: a cross-encoder when one is configured for `rerank`
@@ -349,7 +358,7 @@ pub async fn rerank_scores(
     model: Option<&str>,
     query: &str,
     documents: &[String],
-    timeout_ms: Option<u64>,
+    opts: RunOpts,
 ) -> Result<(Vec<f32>, Served), ApiError> {
     if query.trim().is_empty() {
         return Err(ApiError::unprocessable(
@@ -375,16 +384,7 @@ pub async fn rerank_scores(
             .iter()
             .map(|d| (query.to_string(), Some(d.clone())))
             .collect();
-        let run = run_encoder(
-            st,
-            model,
-            "rerank",
-            inputs,
-            EncoderOp::Classify,
-            true,
-            timeout_ms,
-        )
-        .await?;
+        let run = run_encoder(st, model, "rerank", inputs, EncoderOp::Classify, opts).await?;
         let scores = run
             .outputs
             .iter()
@@ -401,17 +401,7 @@ pub async fn rerank_scores(
         normalize: true,
         dimensions: None,
     };
-    let run = run_encoder_as(
-        st,
-        model,
-        "embed",
-        "rerank",
-        singles(texts),
-        op,
-        true,
-        timeout_ms,
-    )
-    .await?;
+    let run = run_encoder_as(st, model, "embed", "rerank", singles(texts), op, opts).await?;
     let vecs: Vec<Vec<f32>> = run
         .outputs
         .into_iter()
@@ -434,7 +424,7 @@ pub async fn rerank(
         req.model.as_deref(),
         &req.query,
         &req.documents,
-        req.timeout_ms,
+        RunOpts::new(true, req.timeout_ms, req.cache),
     )
     .await?;
     let mut order: Vec<usize> = (0..scores.len()).collect();
@@ -468,6 +458,9 @@ pub struct NliRequest {
     model: Option<String>,
     pairs: Vec<NliPair>,
     timeout_ms: Option<u64>,
+    /// `false`: neither read nor fill the result cache.
+    #[serde(default = "crate::types::default_true")]
+    cache: bool,
 }
 
 /// NLI with a cross-encoder whose labels name entailment / neutral / contradiction.
@@ -487,8 +480,7 @@ pub async fn nli(
         "nli",
         inputs,
         EncoderOp::Classify,
-        true,
-        req.timeout_ms,
+        RunOpts::new(true, req.timeout_ms, req.cache),
     )
     .await?;
     let labels: Vec<String> = run

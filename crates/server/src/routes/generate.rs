@@ -10,7 +10,10 @@ use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream};
-use nlpd_engine::generate::{ChatMessage, GenerateOptions, Generation};
+use nlpd_engine::generate::{ChatMessage, FinishReason, GenerateOptions, Generation};
+use nlpd_runtime::cache::{
+    generation_is_deterministic, generation_key, CachedValue, GenPrompt, GenResult,
+};
 use nlpd_runtime::prompts::explain_messages;
 use nlpd_runtime::{metrics as m, Stats};
 use nlpd_runtime::{GenEvent, GenInput};
@@ -32,7 +35,7 @@ pub enum Stop {
 }
 
 /// Sampling settings shared by the generation routes.
-#[derive(Deserialize, Clone, Default)]
+#[derive(Deserialize, Clone)]
 pub struct Sampling {
     max_tokens: Option<usize>,
     max_completion_tokens: Option<usize>,
@@ -44,6 +47,10 @@ pub struct Sampling {
     n: Option<usize>,
     /// nlpd extension: the request's deadline (504 when it passes).
     timeout_ms: Option<u64>,
+    /// nlpd extension: `false` neither reads nor fills the result cache. Only deterministic
+    /// requests (temperature 0, or a `seed`) that are not streamed are cached.
+    #[serde(default = "crate::types::default_true")]
+    cache: bool,
 }
 
 impl Sampling {
@@ -148,7 +155,76 @@ async fn collect(mut rx: UnboundedReceiver<GenEvent>) -> Result<Generation, ApiE
 }
 
 fn usage(g: &Generation) -> Value {
-    json!({"prompt_tokens": g.prompt_tokens, "completion_tokens": g.token_ids.len(), "total_tokens": g.prompt_tokens + g.token_ids.len()})
+    usage_of(g.prompt_tokens, g.token_ids.len())
+}
+
+fn usage_of(prompt: usize, completion: usize) -> Value {
+    json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion})
+}
+
+/// A whole (not streamed) generation: from the result cache when the request is deterministic
+/// (greedy, or a seed the client chose) and does not turn the cache off, else computed.
+async fn generate_once(
+    st: &AppState,
+    model: Option<&str>,
+    input: GenInput,
+    opts: GenerateOptions,
+    task: &'static str,
+    sampling: &Sampling,
+) -> Result<(GenResult, Served), ApiError> {
+    let model = model.filter(|m| st.registry.spec(m).is_some());
+    let name = st.registry.resolve(model, "generate")?;
+    let handle = st.registry.generator(&name).await?;
+    let served = Served {
+        task,
+        model: name.clone(),
+        inputs: 1,
+    };
+    let run = || {
+        let (input, opts, handle) = (input.clone(), opts.clone(), handle.clone());
+        async move {
+            let (dl, _) = deadline(st, sampling.timeout_ms);
+            let g = collect(handle.generate(input, opts, task, dl)?).await?;
+            if g.finish_reason == FinishReason::Cancelled {
+                return Err(ApiError::Unavailable {
+                    message: "the generation was cancelled".into(),
+                });
+            }
+            Ok::<_, ApiError>(GenResult {
+                completion_tokens: g.token_ids.len() as u32,
+                prompt_tokens: g.prompt_tokens as u32,
+                finish_reason: g.finish_reason,
+                text: g.text,
+            })
+        }
+    };
+    let deterministic = generation_is_deterministic(&opts, sampling.seed.is_some());
+    let cache = match &st.cache {
+        Some(c) if sampling.cache && deterministic => c,
+        Some(c) => {
+            if !sampling.cache {
+                c.bypassed(&name, 1);
+            }
+            return Ok((run().await?, served));
+        }
+        None => return Ok((run().await?, served)),
+    };
+    let prompt = match &input {
+        GenInput::Chat(m) => GenPrompt::Chat(m),
+        GenInput::Text(t) => GenPrompt::Text(t),
+    };
+    let key = generation_key(&name, &handle.revision, prompt, &opts);
+    let values = cache
+        .get_or_compute(&name, &[key], |_| async {
+            Ok::<_, ApiError>(vec![CachedValue::Generation(run().await?)])
+        })
+        .await?;
+    match values.first().map(|v| &**v) {
+        Some(CachedValue::Generation(g)) => Ok((g.clone(), served)),
+        _ => Err(ApiError::Internal {
+            message: "the cache returned no generation for a generation key".into(),
+        }),
+    }
 }
 
 /// Builds the extra last chunk carrying usage (OpenAI `stream_options.include_usage`).
@@ -315,6 +391,21 @@ pub async fn chat_completions(
         ));
     }
     let opts = req.sampling.options(256, 1.0)?;
+    if !req.stream {
+        let (g, served) = generate_once(
+            &st,
+            req.model.as_deref(),
+            GenInput::Chat(req.messages),
+            opts,
+            "chat",
+            &req.sampling,
+        )
+        .await?;
+        let env = Envelope::new("chatcmpl", "chat.completion", &served.model);
+        let mut body = env.wrap(json!([{"index": 0, "message": {"role": "assistant", "content": g.text}, "finish_reason": g.finish_reason.as_str()}]));
+        body["usage"] = usage_of(g.prompt_tokens as usize, g.completion_tokens as usize);
+        return Ok(respond(served, body));
+    }
     let (rx, served) = start(
         &st,
         req.model.as_deref(),
@@ -325,7 +416,7 @@ pub async fn chat_completions(
     )
     .await?;
     let name = served.model.clone();
-    if req.stream {
+    {
         let env = Envelope::new("chatcmpl", "chat.completion.chunk", &name);
         let first = env.wrap(json!([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null}]));
         let usage_chunk = env.usage_chunk(req.stream_options.include_usage);
@@ -344,17 +435,12 @@ pub async fn chat_completions(
             usage_chunk,
         );
         let head = stream::once(async move { Ok(Event::default().data(first.to_string())) });
-        return Ok(sse_response(
+        Ok(sse_response(
             &st,
             served,
             futures_util::StreamExt::chain(head, body),
-        ));
+        ))
     }
-    let g = collect(rx).await?;
-    let env = Envelope::new("chatcmpl", "chat.completion", &name);
-    let mut body = env.wrap(json!([{"index": 0, "message": {"role": "assistant", "content": g.text}, "finish_reason": g.finish_reason.as_str()}]));
-    body["usage"] = usage(&g);
-    Ok(respond(served, body))
 }
 
 #[derive(Deserialize)]
@@ -380,6 +466,22 @@ pub async fn completions(
         ));
     }
     let opts = req.sampling.options(16, 1.0)?;
+    if !req.stream {
+        let (g, served) = generate_once(
+            &st,
+            req.model.as_deref(),
+            GenInput::Text(req.prompt),
+            opts,
+            "completion",
+            &req.sampling,
+        )
+        .await?;
+        let env = Envelope::new("cmpl", "text_completion", &served.model);
+        let mut body = env
+            .wrap(json!([{"index": 0, "text": g.text, "finish_reason": g.finish_reason.as_str()}]));
+        body["usage"] = usage_of(g.prompt_tokens as usize, g.completion_tokens as usize);
+        return Ok(respond(served, body));
+    }
     let (rx, served) = start(
         &st,
         req.model.as_deref(),
@@ -391,7 +493,7 @@ pub async fn completions(
     .await?;
     let name = served.model.clone();
     let env = Envelope::new("cmpl", "text_completion", &name);
-    if req.stream {
+    {
         let usage_chunk = env.usage_chunk(req.stream_options.include_usage);
         let body = sse_stream(
             rx,
@@ -406,13 +508,8 @@ pub async fn completions(
             true,
             usage_chunk,
         );
-        return Ok(sse_response(&st, served, body));
+        Ok(sse_response(&st, served, body))
     }
-    let g = collect(rx).await?;
-    let mut body =
-        env.wrap(json!([{"index": 0, "text": g.text, "finish_reason": g.finish_reason.as_str()}]));
-    body["usage"] = usage(&g);
-    Ok(respond(served, body))
 }
 
 #[derive(Deserialize)]
@@ -443,6 +540,25 @@ pub async fn explain(
     }
     let opts = sampling.options(256, 0.0)?;
     let messages = explain_messages(&req.code, req.language.as_deref());
+    if !req.stream {
+        let (g, served) = generate_once(
+            &st,
+            req.model.as_deref(),
+            GenInput::Chat(messages),
+            opts,
+            "explain",
+            &sampling,
+        )
+        .await?;
+        let name = served.model.clone();
+        return Ok(respond(
+            served,
+            json!({
+                "explanation": g.text.trim(), "model": name, "finish_reason": g.finish_reason.as_str(),
+                "usage": usage_of(g.prompt_tokens as usize, g.completion_tokens as usize),
+            }),
+        ));
+    }
     let (rx, served) = start(
         &st,
         req.model.as_deref(),
@@ -453,7 +569,7 @@ pub async fn explain(
     )
     .await?;
     let name = served.model.clone();
-    if req.stream {
+    {
         let name2 = name.clone();
         let body = sse_stream(
             rx,
@@ -467,13 +583,6 @@ pub async fn explain(
             false,
             None,
         );
-        return Ok(sse_response(&st, served, body));
+        Ok(sse_response(&st, served, body))
     }
-    let g = collect(rx).await?;
-    Ok(respond(
-        served,
-        json!({
-            "explanation": g.text.trim(), "model": name, "finish_reason": g.finish_reason.as_str(), "usage": usage(&g),
-        }),
-    ))
 }

@@ -2,7 +2,7 @@
 
 use crate::error::ApiError;
 use crate::state::AppState;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -76,6 +76,9 @@ pub async fn unload(
 
 pub async fn metrics(State(st): State<AppState>) -> Response {
     metrics::gauge!(m::RESIDENT_BYTES).set(m::resident_bytes() as f64);
+    if let Some(c) = &st.cache {
+        c.refresh_metrics();
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         st.prometheus.render(),
@@ -97,5 +100,61 @@ pub async fn stats(State(st): State<AppState>) -> Json<serde_json::Value> {
         "models_bytes": memory,
         "requests": report.series,
         "batching": report.batching,
+        "cache": st.cache.as_ref().map(|c| c.stats()),
     }))
+}
+
+/// `GET /v1/cache`: the cache's settings and counters (`{"enabled": false}` when it is off).
+pub async fn cache_stats(State(st): State<AppState>) -> Json<serde_json::Value> {
+    match &st.cache {
+        Some(c) => {
+            let mut v = serde_json::to_value(c.stats()).unwrap_or_default();
+            v["enabled"] = json!(true);
+            Json(v)
+        }
+        None => Json(json!({"enabled": false})),
+    }
+}
+
+/// `POST /v1/cache/clear[?level=l1|l2|all]`: empties L1 and/or deletes this deployment's keys
+/// (its prefix) from Redis.
+pub async fn cache_clear(
+    State(st): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let mut level = "all";
+    for pair in query
+        .as_deref()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
+        match pair.split_once('=') {
+            Some(("level", v)) => level = v,
+            _ => {
+                return Err(ApiError::bad(
+                    "level",
+                    format!("unknown query parameter `{pair}` (only `level`)"),
+                ))
+            }
+        }
+    }
+    let (l1, l2) = match level {
+        "all" => (true, true),
+        "l1" => (true, false),
+        "l2" => (false, true),
+        other => {
+            return Err(ApiError::bad(
+                "level",
+                format!("level must be `l1`, `l2` or `all`, not `{other}`"),
+            ))
+        }
+    };
+    let Some(cache) = &st.cache else {
+        return Ok(Json(json!({"enabled": false})));
+    };
+    let report = cache.clear(l1, l2).await;
+    let mut v = serde_json::to_value(report).unwrap_or_default();
+    v["enabled"] = json!(true);
+    Ok(Json(v))
 }

@@ -3,7 +3,7 @@
 use super::respond;
 use crate::error::ApiError;
 use crate::json::ApiJson;
-use crate::pipeline::{run_encoder, tokenize_texts, Input};
+use crate::pipeline::{run_encoder, tokenize_texts, Input, RunOpts};
 use crate::state::AppState;
 use crate::types::{check_count, Texts};
 use axum::extract::State;
@@ -39,8 +39,7 @@ pub async fn embed(
         "embed",
         texts.into_iter().map(|t| (t, None)).collect(),
         op,
-        req.truncate,
-        None,
+        RunOpts::new(req.truncate, None, true),
     )
     .await?;
     let v: Vec<Vec<f32>> = run
@@ -63,8 +62,14 @@ pub async fn rerank(
     State(st): State<AppState>,
     ApiJson(req): ApiJson<TeiRerank>,
 ) -> Result<Response, ApiError> {
-    let (scores, served) =
-        super::encode::rerank_scores(&st, None, &req.query, &req.texts, None).await?;
+    let (scores, served) = super::encode::rerank_scores(
+        &st,
+        None,
+        &req.query,
+        &req.texts,
+        RunOpts::new(true, None, true),
+    )
+    .await?;
     let mut order: Vec<usize> = (0..scores.len()).collect();
     order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
     let out: Vec<Value> = order
@@ -99,8 +104,7 @@ pub async fn predict(
         "classify",
         inputs,
         EncoderOp::Classify,
-        true,
-        None,
+        RunOpts::new(true, None, true),
     )
     .await?;
     let labels = run.handle.info.labels.clone();
