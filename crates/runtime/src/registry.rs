@@ -541,7 +541,11 @@ fn load_and_warm(
     cap: Option<usize>,
     opts: &LoadOptions,
 ) -> Result<Loaded> {
-    let revision = crate::cache::revision_of(&spec.weights, cap);
+    let precision = match spec.kind {
+        ModelKind::Encoder => opts.quantize.as_str(),
+        ModelKind::Generator => "gguf",
+    };
+    let revision = crate::cache::revision_of(&spec.weights, cap, precision);
     match spec.kind {
         ModelKind::Encoder => {
             let mut model = EncoderModel::load_opts(&spec.path, opts)?;

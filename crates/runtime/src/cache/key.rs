@@ -184,11 +184,14 @@ pub fn generation_key(
     b.finish()
 }
 
-/// A model's revision: a hash of its weights file's path, size and modification time, and of the
-/// token cap the server applies (it changes truncation, so outputs). Computed once at load.
-pub fn revision_of(weights: &Path, token_cap: Option<usize>) -> String {
+/// A model's revision: a hash of its weights file's path, size and modification time, of the
+/// token cap the server applies (it changes truncation, so outputs) and of the precision it runs
+/// at (`--quantize int8` changes outputs; replicas at different precisions share no entries).
+/// Computed once at load.
+pub fn revision_of(weights: &Path, token_cap: Option<usize>, precision: &str) -> String {
     let mut b = KeyBuilder(blake3::Hasher::new());
     b.str(&weights.display().to_string());
+    b.str(precision);
     match std::fs::metadata(weights) {
         Ok(m) => {
             b.u64(m.len());
@@ -297,11 +300,12 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let f = dir.join("w.bin");
         std::fs::write(&f, b"1234").unwrap();
-        let r1 = revision_of(&f, None);
-        assert_eq!(r1, revision_of(&f, None));
-        assert_ne!(r1, revision_of(&f, Some(128)));
+        let r1 = revision_of(&f, None, "f32");
+        assert_eq!(r1, revision_of(&f, None, "f32"));
+        assert_ne!(r1, revision_of(&f, Some(128), "f32"));
+        assert_ne!(r1, revision_of(&f, None, "int8"));
         std::fs::write(&f, b"12345").unwrap();
-        assert_ne!(r1, revision_of(&f, None));
+        assert_ne!(r1, revision_of(&f, None, "f32"));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
