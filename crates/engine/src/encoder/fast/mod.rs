@@ -408,8 +408,19 @@ impl FastBert {
         }
     }
 
-    /// Padding-free forward pass: `(hidden states of all tokens back to back, lengths)`.
+    /// Padding-free forward pass: the hidden states of all tokens back to back.
+    ///
+    /// The work runs on a thread of the rayon pool: a caller outside the pool (the model's batcher
+    /// thread) sleeps meanwhile instead of competing for the cores with pool threads that spin
+    /// between parallel steps.
     pub fn forward_flat(&self, batch: &Batch) -> Result<Vec<f32>> {
+        if rayon::current_thread_index().is_some() {
+            return self.forward_in_pool(batch);
+        }
+        rayon::scope(|_| self.forward_in_pool(batch))
+    }
+
+    fn forward_in_pool(&self, batch: &Batch) -> Result<Vec<f32>> {
         use rayon::prelude::*;
         self.check(batch)?;
         let h = self.hidden;
