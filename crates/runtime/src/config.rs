@@ -26,17 +26,21 @@ impl Default for BatchConfig {
     }
 }
 
-/// Parses a byte size: `123`, `512KiB`, `2GiB`, `1.5GB`, `300MB` (case-insensitive).
-pub fn parse_bytes(s: &str) -> Result<u64, String> {
+/// Splits `1.5GiB` into `(1.5, "gib")`: the leading number and the lower-cased unit after it.
+fn number_and_unit(s: &str, what: &str) -> Result<(f64, String), String> {
     let t = s.trim();
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a size (e.g. 2GiB, 512MB, 1000000)"))?;
-    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+    let value: f64 = num.parse().map_err(|_| format!("`{s}` is not {what}"))?;
+    Ok((value, unit.trim().to_ascii_lowercase()))
+}
+
+/// Parses a byte size: `123`, `512KiB`, `2GiB`, `1.5GB`, `300MB` (case-insensitive).
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let (value, unit) = number_and_unit(s, "a size (e.g. 2GiB, 512MB, 1000000)")?;
+    let mult: f64 = match unit.as_str() {
         "" | "b" => 1.0,
         "k" | "kb" => 1e3,
         "kib" => 1024.0,
@@ -53,15 +57,8 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
 
 /// Parses a duration: `500ms`, `30s`, `10m`, `1h`, `1d`, or a plain number of seconds (`1.5`).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration (e.g. 500ms, 30s, 10m, 1h)"))?;
-    let secs = match unit.trim().to_ascii_lowercase().as_str() {
+    let (value, unit) = number_and_unit(s, "a duration (e.g. 500ms, 30s, 10m, 1h)")?;
+    let secs = match unit.as_str() {
         "ms" => value / 1000.0,
         "" | "s" | "sec" => value,
         "m" | "min" => value * 60.0,
