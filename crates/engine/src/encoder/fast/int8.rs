@@ -114,7 +114,7 @@ pub fn quantize_rows(x: &[f32], m: usize, k: usize, out: &mut QActs) {
     }
 }
 
-/// `dst[m × n] (=|+=) dequant(A · W)` (+ bias when `Biased`), for rows `rows` of `a`.
+/// `dst[m × n] (=|+=) dequant(A · W)` (+ bias when `Biased`) for the first `m` rows of `a`.
 pub fn linear_q(dst: &mut [f32], a: &QActs, m: usize, w: &QDense, mode: Mode) {
     #[cfg(target_arch = "x86_64")]
     {
