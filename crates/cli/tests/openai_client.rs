@@ -74,13 +74,23 @@ fn read_all(r: impl Read + Send + 'static) -> thread::JoinHandle<String> {
     })
 }
 
+/// Where the server keeps its default prediction store during this test.
+fn data_dir() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("nlpd-openai-test-{}", std::process::id()))
+}
+
 /// Starts `nlpd serve --port 0 --host 127.0.0.1` and returns it with its base URL once it prints
 /// `listening on http://ADDR`. Its stderr goes to the test's; stdout keeps being drained (and
 /// echoed) by a thread so the server never blocks on a full pipe.
 fn start_server() -> (KillOnDrop, String) {
     let child = Command::new(env!("CARGO_BIN_EXE_nlpd"))
         .args(["serve", "--port", "0", "--host", "127.0.0.1"])
+        // The suite runs tests side by side on 2 cores: a generation may wait well past the
+        // default 30 s deadline here, which would turn this compatibility check into a 504.
+        .args(["--request-timeout", "300"])
         .env("NLPD_MODELS_DIR", models())
+        // The default prediction store (a SQLite file) goes to a temporary data dir, not the tree.
+        .env("NLPD_DATA_DIR", data_dir())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -187,4 +197,9 @@ fn official_openai_python_client_works_against_nlpd_serve() {
         status.success(),
         "nlpd serve exited with {status} after SIGTERM, expected 0"
     );
+    assert!(
+        data_dir().join("nlpd.db").is_file(),
+        "nlpd serve keeps its default store in --data-dir"
+    );
+    let _ = std::fs::remove_dir_all(data_dir());
 }

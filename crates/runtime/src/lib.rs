@@ -1,6 +1,7 @@
 //! nlpd's orchestration layer: the model registry (lazy load, warmup, memory budget), the dynamic
 //! batcher of each encoder, the generation workers, statistics and metrics, model pack names and
-//! task prompts, the two-level result cache. No HTTP here: the server crate maps all of it to routes.
+//! task prompts, the two-level result cache, the prediction store (SQLite or PostgreSQL) and
+//! cache warming from it. No HTTP here: the server crate maps all of it to routes.
 
 pub mod cache;
 pub mod config;
@@ -12,6 +13,7 @@ pub mod pack;
 pub mod prompts;
 pub mod registry;
 pub mod stats;
+pub mod store;
 
 pub use cache::{Cache, CacheConfig};
 pub use config::BatchConfig;
@@ -21,3 +23,4 @@ pub use gen_worker::{GenEvent, GenInput, GeneratorHandle};
 pub use pack::{resolve_model, PackModel, PACK};
 pub use registry::{Loaded, ModelKind, ModelSpec, ModelStatus, Registry};
 pub use stats::Stats;
+pub use store::{Store, StoreConfig};

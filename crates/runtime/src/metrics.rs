@@ -25,6 +25,10 @@ pub const CACHE_L2_ERRORS: &str = "nlpd_cache_l2_errors_total";
 pub const CACHE_L2_WRITES: &str = "nlpd_cache_l2_writes_total";
 pub const CACHE_L2_WRITES_DROPPED: &str = "nlpd_cache_l2_writes_dropped_total";
 pub const REDIS_BREAKER_STATE: &str = "nlpd_redis_breaker_state";
+pub const STORE_ROWS_WRITTEN: &str = "nlpd_store_rows_written_total";
+pub const STORE_DROPPED: &str = "nlpd_store_dropped_rows_total";
+pub const STORE_FLUSH_DURATION: &str = "nlpd_store_flush_duration_seconds";
+pub const STORE_QUEUE_DEPTH: &str = "nlpd_store_queue_depth";
 
 /// Histogram buckets for durations: 0.1 ms … 30 s.
 pub const DURATION_BUCKETS: &[f64] = &[
@@ -109,6 +113,23 @@ pub fn describe() {
     describe_gauge!(
         REDIS_BREAKER_STATE,
         "Redis circuit breaker: 0 closed, 1 open, 2 half-open"
+    );
+    describe_counter!(
+        STORE_ROWS_WRITTEN,
+        "Prediction log rows (served inputs) written to the store"
+    );
+    describe_counter!(
+        STORE_DROPPED,
+        "Prediction log rows dropped, by reason (queue_full, db_error, shutdown)"
+    );
+    describe_histogram!(
+        STORE_FLUSH_DURATION,
+        Unit::Seconds,
+        "Time to write one batch of the prediction log, by result (ok, error)"
+    );
+    describe_gauge!(
+        STORE_QUEUE_DEPTH,
+        "Prediction log rows waiting to be written"
     );
 }
 

@@ -37,7 +37,8 @@ pub struct ModelSpec {
     pub architecture: String,
     /// Weight bytes (the weights file's size), used for the memory budget.
     pub bytes: u64,
-    /// The weights file (its metadata makes the model's cache revision).
+    /// The weights file (its metadata makes the model's cache revision): a trained head's own
+    /// weights for a head directory.
     pub weights: PathBuf,
 }
 
@@ -94,8 +95,8 @@ impl ModelSpec {
                 } else {
                     dir.config.architecture.clone()
                 },
-                bytes: size(&dir.weights),
-                weights: dir.weights.clone(),
+                bytes: dir.weight_bytes(),
+                weights: dir.revision_file().to_path_buf(),
             });
         }
         let gguf = find_gguf(path).map_err(|e| e.to_string())?;

@@ -49,7 +49,13 @@ pub fn prometheus() -> PrometheusHandle {
         .clone()
 }
 
-pub fn router(registry: Arc<Registry>, config: ServerConfig) -> Router {
+/// The shared state of the routes: the cache from `config.cache`, and `store` (already open:
+/// see [`serve`], which opens it from `config.store`).
+pub fn app_state(
+    registry: Arc<Registry>,
+    config: ServerConfig,
+    store: Option<Arc<nlpd_runtime::Store>>,
+) -> AppState {
     let started_unix_s = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -58,14 +64,18 @@ pub fn router(registry: Arc<Registry>, config: ServerConfig) -> Router {
         .rate_limit
         .map(|r| Arc::new(crate::ratelimit::RateLimiter::new(r)));
     let cache = config.cache.clone().and_then(nlpd_runtime::Cache::new);
-    let state = AppState {
+    AppState {
         registry,
         config: Arc::new(config),
         prometheus: prometheus(),
         started_unix_s,
         limiter,
         cache,
-    };
+        store,
+    }
+}
+
+pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/v1/embed", post(encode::embed))
         .route("/v1/embeddings", post(encode::openai_embeddings))
@@ -193,18 +203,48 @@ async fn record(State(st): State<AppState>, req: Request, next: Next) -> Respons
     resp
 }
 
-/// Serves until `shutdown` resolves, then finishes in-flight requests and stops the workers.
+/// How long shutdown waits for the prediction log to be written.
+const STORE_SHUTDOWN_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Opens the store (migrations included), serves until `shutdown` resolves, then finishes
+/// in-flight requests, writes the queued prediction log (bounded wait) and stops the workers.
+/// With `--warm-cache`, warming runs in the background once the server is ready.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     registry: Arc<Registry>,
     config: ServerConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(registry.clone(), config);
-    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app)
+    let store = match &config.store {
+        Some(c) => Some(
+            nlpd_runtime::Store::open(c.clone())
+                .await
+                .map_err(|e| std::io::Error::other(format!("store: {e}")))?,
+        ),
+        None => None,
+    };
+    let state = app_state(registry.clone(), config, store.clone());
+    let warming = store
+        .as_ref()
+        .filter(|s| s.config().warm_cache > 0)
+        .map(|s| {
+            tokio::spawn(nlpd_runtime::store::warm_cache(
+                s.clone(),
+                registry.clone(),
+                state.cache.clone(),
+            ))
+        });
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
-        .await?;
+        .await;
+    if let Some(w) = warming {
+        w.abort();
+    }
+    if let Some(s) = &store {
+        s.shutdown(STORE_SHUTDOWN_WAIT).await;
+    }
+    served?;
     let r = registry.clone();
     let _ = tokio::task::spawn_blocking(move || r.shutdown()).await;
     Ok(())

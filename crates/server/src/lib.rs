@@ -11,7 +11,7 @@ pub mod routes;
 pub mod state;
 pub mod types;
 
-pub use app::{router, serve};
+pub use app::{app_state, router, serve};
 pub use error::ApiError;
 pub use nlpd_runtime as runtime;
 pub use state::ServerConfig;

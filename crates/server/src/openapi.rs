@@ -864,6 +864,30 @@ fn stats_schemas() -> Value {
                 "batching": {"type": "array", "items": sref("BatchReport")},
                 "cache": {"description": "The result cache (as `GET /v1/cache`, without `enabled`); null when off.",
                     "oneOf": [sref("CacheStats"), {"type": "null"}]},
+                "store": {"description": "The prediction store; null when off.",
+                    "oneOf": [sref("StoreStats"), {"type": "null"}]},
+            }
+        },
+        "StoreStats": {
+            "type": "object",
+            "properties": {
+                "backend": {"type": "string", "enum": ["sqlite", "postgres"]},
+                "url": {"type": "string", "description": "Password redacted."},
+                "migrated": {"type": "boolean", "description": "Whether the schema is in place (false while PostgreSQL has been unreachable since start)."},
+                "log_predictions": {"type": "boolean"},
+                "log_inputs": {"type": "boolean"},
+                "rows_written": {"type": "integer", "minimum": 0, "description": "Prediction log rows (served inputs) written."},
+                "rows_dropped": {"type": "integer", "minimum": 0, "description": "Prediction log rows dropped, all reasons."},
+                "dropped": {"type": "object", "properties": {"queue_full": uint(), "db_error": uint(), "shutdown": uint()}},
+                "queue_depth": {"type": "integer", "minimum": 0, "description": "Rows waiting to be written."},
+                "queue_capacity": uint(),
+                "flushes": uint(),
+                "failed_flushes": uint(),
+                "last_error": {"oneOf": [{"type": "string"}, {"type": "null"}]},
+                "warm": {"type": "object", "description": "Cache warming (`--warm-cache`).", "properties": {
+                    "per_model": uint(),
+                    "state": {"type": "string", "enum": ["off", "waiting", "running", "done", "failed"]},
+                    "planned": uint(), "warmed": uint(), "already_cached": uint(), "failed": uint()}},
             }
         },
         "ModelCacheStats": {
@@ -875,6 +899,7 @@ fn stats_schemas() -> Value {
                 "coalesced": {"type": "integer", "minimum": 0, "description": "Inputs answered by waiting for an identical computation in flight."},
                 "computed": {"type": "integer", "minimum": 0, "description": "Inputs the model computed."},
                 "bypassed": {"type": "integer", "minimum": 0, "description": "Inputs of requests with `cache: false`."},
+                "warmed": {"type": "integer", "minimum": 0, "description": "Entries filled by cache warming (`--warm-cache`)."},
             }
         },
         "CacheStats": {

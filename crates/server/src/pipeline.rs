@@ -1,7 +1,8 @@
 //! The path every encoder request takes: resolve the model (lazy load), look every input up in
 //! the result cache, and for the misses only: tokenize off the async threads, queue each input in
 //! the model's batcher, await the results under the deadline; the cache merges them back in
-//! input order.
+//! input order. Every served input (hit or computed) is then handed to the prediction log,
+//! which never waits.
 
 use crate::error::ApiError;
 use crate::state::{AppState, Served};
@@ -9,7 +10,7 @@ use nlpd_engine::{Encoded, EncoderOp, OpOutput, TextInput};
 use nlpd_runtime::cache::{encoder_key, CachedValue, EncoderResult};
 use nlpd_runtime::stats::Stage;
 use nlpd_runtime::{metrics as m, EncoderHandle, Lane};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// One input: a text or a pair.
@@ -95,8 +96,9 @@ pub async fn run_encoder_as(
             op: &op,
             truncate: opts.truncate,
             deadline,
+            computed: Mutex::new(Vec::new()),
         };
-        let results: Vec<EncoderResult> = match &state.cache {
+        let values: Vec<Arc<CachedValue>> = match &state.cache {
             Some(cache) if opts.cache => {
                 let keys: Vec<_> = inputs
                     .iter()
@@ -104,13 +106,9 @@ pub async fn run_encoder_as(
                         encoder_key(&name, &handle.revision, &op, opts.truncate, a, b.as_deref())
                     })
                     .collect();
-                let values = cache
+                cache
                     .get_or_compute(&name, &keys, |idx| job.compute(idx))
-                    .await?;
-                values
-                    .iter()
-                    .map(|v| into_encoder((**v).clone()))
-                    .collect::<Result<_, _>>()?
+                    .await?
             }
             cache => {
                 if let Some(c) = cache {
@@ -119,10 +117,27 @@ pub async fn run_encoder_as(
                 job.compute((0..n).collect())
                     .await?
                     .into_iter()
-                    .map(into_encoder)
-                    .collect::<Result<_, _>>()?
+                    .map(Arc::new)
+                    .collect()
             }
         };
+        if let Some(log) = state.predictions() {
+            let latency = job.latencies(n);
+            log.encoder(
+                &name,
+                &handle.revision,
+                task,
+                &op,
+                opts.truncate,
+                &inputs,
+                &values,
+                &latency,
+            );
+        }
+        let results: Vec<EncoderResult> = values
+            .into_iter()
+            .map(|v| into_encoder(Arc::try_unwrap(v).unwrap_or_else(|v| (*v).clone())))
+            .collect::<Result<_, _>>()?;
         let mut run = EncoderRun {
             outputs: Vec::with_capacity(n),
             token_counts: Vec::with_capacity(n),
@@ -171,9 +186,28 @@ struct Job<'a> {
     op: &'a EncoderOp,
     truncate: bool,
     deadline: Instant,
+    /// Inputs computed for this request and how long their computation took (ms): the
+    /// prediction log's latency.
+    computed: Mutex<Vec<(usize, f64)>>,
 }
 
 impl Job<'_> {
+    /// The compute time of each of `n` inputs, `None` for the ones not computed here.
+    fn latencies(&self, n: usize) -> Vec<Option<f64>> {
+        let mut out = vec![None; n];
+        for &(i, ms) in self
+            .computed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            if let Some(slot) = out.get_mut(i) {
+                *slot = Some(ms);
+            }
+        }
+        out
+    }
+
     /// Computes the inputs at `idx`, in that order.
     async fn compute(&self, idx: Vec<usize>) -> Result<Vec<CachedValue>, ApiError> {
         let n = idx.len();
@@ -208,20 +242,21 @@ impl Job<'_> {
         } else {
             Lane::Interactive
         };
-        let keep_encoding = matches!(self.op, EncoderOp::Tokens);
-        Ok(self
+        let values: Vec<CachedValue> = self
             .handle
             .run(encodings, self.op.clone(), self.task, lane, self.deadline)
             .await?
             .into_iter()
             .map(|(enc, output)| {
-                CachedValue::Encoder(EncoderResult {
-                    tokens: enc.len() as u32,
-                    output,
-                    encoding: keep_encoding.then_some(enc),
-                })
+                CachedValue::Encoder(EncoderResult::from_run(self.op, enc, output))
             })
-            .collect())
+            .collect();
+        let ms = t0.elapsed().as_secs_f64() * 1000.0;
+        self.computed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(idx.iter().map(|&i| (i, ms)));
+        Ok(values)
     }
 }
 

@@ -1,7 +1,8 @@
 //! Shared server state and the settings the routes read.
 
 use metrics_exporter_prometheus::PrometheusHandle;
-use nlpd_runtime::{Cache, CacheConfig, Registry, Stats};
+use nlpd_runtime::store::PredictionLog;
+use nlpd_runtime::{Cache, CacheConfig, Registry, Stats, Store, StoreConfig};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +21,9 @@ pub struct ServerConfig {
     pub rate_limit: Option<f64>,
     /// The result cache; `None`: off (the library default; `nlpd serve` turns it on).
     pub cache: Option<CacheConfig>,
+    /// The prediction store; `None`: off (the library default; `nlpd serve` turns it on with a
+    /// SQLite file in the data dir).
+    pub store: Option<StoreConfig>,
 }
 
 impl Default for ServerConfig {
@@ -32,6 +36,7 @@ impl Default for ServerConfig {
             bulk_threshold: 8,
             rate_limit: None,
             cache: None,
+            store: None,
         }
     }
 }
@@ -45,11 +50,17 @@ pub struct AppState {
     pub started_unix_s: u64,
     pub limiter: Option<Arc<crate::ratelimit::RateLimiter>>,
     pub cache: Option<Arc<Cache>>,
+    pub store: Option<Arc<Store>>,
 }
 
 impl AppState {
     pub fn stats(&self) -> &Arc<Stats> {
         self.registry.stats()
+    }
+
+    /// The prediction log, when the store is on and logging.
+    pub fn predictions(&self) -> Option<&PredictionLog> {
+        self.store.as_ref().and_then(|s| s.log())
     }
 }
 

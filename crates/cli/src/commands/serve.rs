@@ -3,8 +3,8 @@
 use anyhow::{bail, Context, Result};
 use nlpd_runtime::cache::{Policy, RedisConfig};
 use nlpd_runtime::config::{parse_bytes, parse_duration};
-use nlpd_runtime::CacheConfig;
 use nlpd_runtime::{BatchConfig, ModelSpec, Registry, Stats, PACK};
+use nlpd_runtime::{CacheConfig, StoreConfig};
 use nlpd_server::ServerConfig;
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -114,6 +114,71 @@ pub struct Args {
     /// closes it.
     #[arg(long, env = "NLPD_REDIS_BREAKER_COOLDOWN", default_value = "5s")]
     pub redis_breaker_cooldown: String,
+    /// Directory of nlpd's own files: the default prediction store (`nlpd.db`). Created if
+    /// missing.
+    #[arg(long, env = "NLPD_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// The prediction store: `sqlite://PATH` or `postgres://USER[:PASSWORD]@HOST[:PORT]/DB`
+    /// (PostgreSQL without TLS), or `off`. Default: the SQLite file `nlpd.db` in --data-dir.
+    /// Migrations run at start. A PostgreSQL that is down does not stop nlpd: log rows are
+    /// dropped (and counted) until it answers.
+    #[arg(long, env = "NLPD_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Log every served encoder result (cache hits included) to the store: input hash, model,
+    /// task, parameters, the compact result, latency and a count per distinct input. Written in
+    /// batches in the background; never slows or fails a request. `--log-predictions=false`
+    /// turns it off.
+    #[arg(long, env = "NLPD_LOG_PREDICTIONS", default_value_t = true, action = clap::ArgAction::Set,
+        num_args = 0..=1, default_missing_value = "true")]
+    pub log_predictions: bool,
+    /// Also keep each input's text in the prediction log (without it: only a hash of the input,
+    /// privacy by default). Cache warming can only recompute inputs whose text was kept.
+    #[arg(long, env = "NLPD_LOG_INPUTS")]
+    pub log_inputs: bool,
+    /// At start, compute the N most served logged inputs of each model (those logged with
+    /// --log-inputs) into the result cache, so a restart does not start cold. Runs in the bulk
+    /// lane once the server is ready (it never delays readiness); progress is logged.
+    #[arg(long, env = "NLPD_WARM_CACHE", default_value_t = 0)]
+    pub warm_cache: usize,
+    /// Write the prediction log when this many rows wait...
+    #[arg(long, env = "NLPD_STORE_FLUSH_ROWS", default_value_t = 256)]
+    pub store_flush_rows: usize,
+    /// ...or this long after the first waiting row (e.g. 200ms, 1s).
+    #[arg(long, env = "NLPD_STORE_FLUSH_INTERVAL", default_value = "200ms")]
+    pub store_flush_interval: String,
+    /// Rows the prediction log's queue holds; when it is full (a slow or unreachable database)
+    /// rows are dropped and counted in nlpd_store_dropped_rows_total.
+    #[arg(long, env = "NLPD_STORE_QUEUE_ROWS", default_value_t = 16384)]
+    pub store_queue_rows: usize,
+}
+
+/// The prediction store settings from the flags (`None`: `--database-url off`).
+fn store_config(args: &Args) -> Result<Option<StoreConfig>> {
+    let url = match args.database_url.as_deref().map(str::trim) {
+        Some("off") | Some("none") => {
+            if args.warm_cache > 0 {
+                bail!("--warm-cache needs the prediction store (--database-url is off)");
+            }
+            return Ok(None);
+        }
+        Some(u) if !u.is_empty() => u.to_string(),
+        _ => nlpd_runtime::store::sqlite_url(&args.data_dir.join("nlpd.db")),
+    };
+    nlpd_runtime::store::Backend::of(&url)
+        .map_err(anyhow::Error::msg)
+        .context("--database-url")?;
+    let flush_interval = parse_duration(&args.store_flush_interval)
+        .map_err(anyhow::Error::msg)
+        .context("--store-flush-interval")?;
+    Ok(Some(StoreConfig {
+        log_predictions: args.log_predictions,
+        log_inputs: args.log_inputs,
+        warm_cache: args.warm_cache,
+        flush_rows: args.store_flush_rows.max(1),
+        flush_interval,
+        queue_rows: args.store_queue_rows.max(1),
+        ..StoreConfig::new(url)
+    }))
 }
 
 /// The result cache settings from the flags (`None`: off).
@@ -251,6 +316,10 @@ fn model_specs(args: &Args, models_dir: &Path) -> Result<Vec<ModelSpec>> {
 
 pub fn run(args: Args, models_dir: &Path) -> Result<usize> {
     let cache = cache_config(&args)?;
+    let store = store_config(&args)?;
+    if store.as_ref().is_some_and(|s| s.warm_cache > 0) && cache.is_none() {
+        bail!("--warm-cache fills the result cache, which is off (--cache-l1-bytes 0 and no --redis-url)");
+    }
     let specs = model_specs(&args, models_dir)?;
     let mut defaults = BTreeMap::new();
     for d in &args.default_models {
@@ -301,6 +370,7 @@ pub fn run(args: Args, models_dir: &Path) -> Result<usize> {
     };
     let config = ServerConfig {
         cache: cache.clone(),
+        store: store.clone(),
         api_keys: keys,
         max_request_bytes,
         max_inputs_per_request: args.max_inputs_per_request.max(1),
@@ -338,6 +408,19 @@ pub fn run(args: Args, models_dir: &Path) -> Result<usize> {
                     r.breaker_cooldown.as_secs_f64()
                 ))
                 .unwrap_or_else(|| "off".into())
+        ),
+    }
+    match &store {
+        None => eprintln!("nlpd: store: off"),
+        Some(s) => eprintln!(
+            "nlpd: store: {} log_predictions={} log_inputs={} warm_cache={} flush={} rows/{}ms queue={} rows",
+            s.redacted_url(),
+            s.log_predictions,
+            s.log_inputs,
+            s.warm_cache,
+            s.flush_rows,
+            s.flush_interval.as_millis(),
+            s.queue_rows
         ),
     }
     for s in &specs {

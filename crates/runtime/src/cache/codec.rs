@@ -3,7 +3,7 @@
 //! length, so a foreign or truncated value is an error, never a panic or a wrong result.
 
 use nlpd_engine::generate::FinishReason;
-use nlpd_engine::{Classification, Encoded, OpOutput};
+use nlpd_engine::{Classification, Encoded, EncoderOp, OpOutput};
 
 const VERSION: u8 = 1;
 const EMBEDDING: u8 = 1;
@@ -18,6 +18,20 @@ pub struct EncoderResult {
     pub tokens: u32,
     pub output: OpOutput,
     pub encoding: Option<Encoded>,
+}
+
+impl EncoderResult {
+    /// What is kept of one computed input: its token count, the output, and the encoding for
+    /// token classification only (aggregation needs its offsets and words). Requests and cache
+    /// warming both build values here, so a warmed entry equals a computed one.
+    pub fn from_run(op: &EncoderOp, enc: Encoded, output: OpOutput) -> Self {
+        let tokens = enc.len() as u32;
+        EncoderResult {
+            tokens,
+            output,
+            encoding: matches!(op, EncoderOp::Tokens).then_some(enc),
+        }
+    }
 }
 
 /// A finished generation.

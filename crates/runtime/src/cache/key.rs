@@ -116,6 +116,13 @@ pub fn encoder_key(
     pair: Option<&str>,
 ) -> CacheKey {
     let mut b = KeyBuilder::new("encoder", model, revision);
+    put_params(&mut b, op, truncate);
+    put_input(&mut b, text, pair);
+    b.finish()
+}
+
+/// The operation and its output-affecting parameters, as the encoder key writes them.
+fn put_params(b: &mut KeyBuilder, op: &EncoderOp, truncate: bool) {
     match op {
         EncoderOp::Embed {
             normalize,
@@ -132,8 +139,30 @@ pub fn encoder_key(
             b.str("tokens");
         }
     }
-    b.bool(truncate).str(text).opt_str(pair);
-    b.finish()
+    b.bool(truncate);
+}
+
+/// The input (a text, or a pair), as the encoder key writes it.
+fn put_input(b: &mut KeyBuilder, text: &str, pair: Option<&str>) {
+    b.str(text).opt_str(pair);
+}
+
+/// A hash of one encoder input alone (the prediction log's `input_hash`): the same canonical
+/// bytes the encoder key hashes for the input, without model or parameters.
+pub fn input_hash(text: &str, pair: Option<&str>) -> [u8; 32] {
+    let mut b = KeyBuilder(blake3::Hasher::new());
+    b.u64(FORMAT_VERSION as u64).str("input");
+    put_input(&mut b, text, pair);
+    b.finish().0
+}
+
+/// A hash of an encoder operation and its output-affecting parameters (the prediction log's
+/// `params_hash`): the same canonical bytes the encoder key hashes for them.
+pub fn params_hash(op: &EncoderOp, truncate: bool) -> [u8; 32] {
+    let mut b = KeyBuilder(blake3::Hasher::new());
+    b.u64(FORMAT_VERSION as u64).str("params");
+    put_params(&mut b, op, truncate);
+    b.finish().0
 }
 
 /// What a generation is asked to continue.
@@ -257,6 +286,27 @@ mod tests {
         for (i, k) in others.iter().enumerate() {
             assert_ne!(*k, base, "variant {i} collides");
         }
+    }
+
+    #[test]
+    fn input_and_params_hashes_follow_their_fields_only() {
+        let embed = EncoderOp::Embed {
+            normalize: true,
+            dimensions: None,
+        };
+        assert_eq!(input_hash("a", None), input_hash("a", None));
+        assert_ne!(input_hash("a", None), input_hash("a", Some("")));
+        assert_ne!(input_hash("ab", Some("c")), input_hash("a", Some("bc")));
+        assert_eq!(params_hash(&embed, true), params_hash(&embed, true));
+        assert_ne!(params_hash(&embed, true), params_hash(&embed, false));
+        assert_ne!(
+            params_hash(&embed, true),
+            params_hash(&EncoderOp::Classify, true)
+        );
+        assert_ne!(
+            input_hash("x", None),
+            params_hash(&EncoderOp::Classify, true)
+        );
     }
 
     #[test]

@@ -89,6 +89,10 @@ impl L1 {
         self.cache.get(k)
     }
 
+    pub fn contains(&self, k: &CacheKey) -> bool {
+        self.cache.contains_key(k)
+    }
+
     pub fn insert(&self, k: CacheKey, v: Arc<CachedValue>) {
         self.cache.insert(k, v);
     }

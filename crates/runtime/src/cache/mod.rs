@@ -17,7 +17,8 @@ mod redis;
 pub use breaker::BreakerState;
 pub use codec::{CachedValue, CodecError, EncoderResult, GenResult};
 pub use key::{
-    encoder_key, generation_is_deterministic, generation_key, revision_of, CacheKey, GenPrompt,
+    encoder_key, generation_is_deterministic, generation_key, input_hash, params_hash, revision_of,
+    CacheKey, GenPrompt,
 };
 pub use l1::Policy;
 pub use redis::RedisConfig;
@@ -69,6 +70,7 @@ struct ModelCounters {
     coalesced: u64,
     computed: u64,
     bypassed: u64,
+    warmed: u64,
 }
 
 pub struct Cache {
@@ -299,6 +301,29 @@ impl Cache {
         Ok(out)
     }
 
+    /// Whether L1 holds `key` (cache warming skips what is there already).
+    pub fn contains(&self, key: &CacheKey) -> bool {
+        self.l1.as_ref().is_some_and(|l1| l1.contains(key))
+    }
+
+    /// Stores values computed outside a request (cache warming): L1 at once, L2 in the
+    /// background, counted as `warmed` for the model (not as lookups, so hit rates stay those
+    /// of real traffic).
+    pub fn fill(&self, model: &str, entries: Vec<(CacheKey, CachedValue)>) {
+        let n = entries.len() as u64;
+        let mut to_l2 = Vec::new();
+        for (k, v) in entries {
+            if self.l2.is_some() {
+                to_l2.push((k, v.encode()));
+            }
+            self.fill_l1(k, &Arc::new(v));
+        }
+        if let Some(l2) = &self.l2 {
+            l2.write(to_l2);
+        }
+        self.count(model, |c| c.warmed += n);
+    }
+
     fn fill_l1(&self, k: CacheKey, v: &Arc<CachedValue>) {
         if let Some(l1) = &self.l1 {
             l1.insert(k, v.clone());
@@ -351,6 +376,7 @@ impl Cache {
                 coalesced: c.coalesced,
                 computed: c.computed,
                 bypassed: c.bypassed,
+                warmed: c.warmed,
             })
             .collect::<Vec<_>>();
         let sum = |f: fn(&ModelCacheStats) -> u64| models.iter().map(f).sum::<u64>();
@@ -480,6 +506,8 @@ pub struct ModelCacheStats {
     pub computed: u64,
     /// Inputs of requests with `"cache": false`.
     pub bypassed: u64,
+    /// Entries filled by cache warming (`--warm-cache`).
+    pub warmed: u64,
 }
 
 #[cfg(test)]

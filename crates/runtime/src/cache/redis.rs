@@ -146,6 +146,8 @@ impl L2 {
 
     /// Looks every key up in one round trip. `None` for a key: a miss, or Redis unusable.
     pub async fn get_many(&self, keys: &[CacheKey]) -> Vec<Option<CachedValue>> {
+        // Starts the background tasks (writer, memory gauge) with the first use.
+        let _ = self.writer();
         let s = &self.shared;
         let misses = || vec![None; keys.len()];
         let Some(permit) = s.permit() else {
@@ -239,6 +241,7 @@ impl L2 {
         Some(self.writer.get_or_init(|| {
             let (tx, rx) = mpsc::channel(WRITE_QUEUE);
             rt.spawn(write_loop(self.shared.clone(), rx));
+            rt.spawn(memory_loop(Arc::downgrade(&self.shared)));
             tx
         }))
     }
@@ -365,6 +368,49 @@ impl Shared {
     }
 }
 
+/// How often the `nlpd_cache_bytes{level="l2"}` gauge is refreshed.
+const MEMORY_EVERY: Duration = Duration::from_secs(5);
+
+/// Sets `nlpd_cache_bytes{level="l2"}` to the Redis server's `used_memory` every [`MEMORY_EVERY`]
+/// (first at start), while the L2 exists. Skipped while the breaker is open; a failure counts
+/// towards it like any other call. Redis reports its whole memory: every prefix and replica
+/// sharing it, not only this server's entries.
+async fn memory_loop(shared: std::sync::Weak<Shared>) {
+    loop {
+        let Some(s) = shared.upgrade() else {
+            return;
+        };
+        if let Some(permit) = s.permit() {
+            let info = s
+                .call(s.cfg.timeout * 5, |mut c| async move {
+                    redis::cmd("INFO")
+                        .arg("memory")
+                        .query_async::<String>(&mut c)
+                        .await
+                })
+                .await;
+            match info {
+                Ok(text) => {
+                    if let Some(bytes) = used_memory(&text) {
+                        metrics::gauge!(m::CACHE_BYTES, "level" => "l2").set(bytes as f64);
+                    }
+                    s.succeed(permit);
+                }
+                Err(e) => s.fail(permit, "info", e.kind()),
+            }
+        }
+        drop(s);
+        tokio::time::sleep(MEMORY_EVERY).await;
+    }
+}
+
+/// `used_memory` from the text of `INFO memory`.
+fn used_memory(info: &str) -> Option<u64> {
+    info.lines()
+        .find_map(|l| l.trim().strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 async fn write_loop(s: Arc<Shared>, mut rx: mpsc::Receiver<WriteBatch>) {
     let ttl_ms = s.ttl.as_millis().clamp(1, u64::MAX as u128) as u64;
     while let Some(mut batch) = rx.recv().await {
@@ -417,6 +463,13 @@ async fn write_loop(s: Arc<Shared>, mut rx: mpsc::Receiver<WriteBatch>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn used_memory_is_read_from_info() {
+        let info = "# Memory\r\nused_memory:1048576\r\nused_memory_human:1.00M\r\n";
+        assert_eq!(used_memory(info), Some(1_048_576));
+        assert_eq!(used_memory("# Memory\r\n"), None);
+    }
 
     #[test]
     fn passwords_are_redacted() {

@@ -1,4 +1,5 @@
-//! Operations: health, models (list, load, unload), Prometheus metrics and the JSON stats report.
+//! Operations: health, models (list, load, unload), Prometheus metrics and the JSON stats report
+//! (with the cache's and the prediction store's sections).
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -79,6 +80,9 @@ pub async fn metrics(State(st): State<AppState>) -> Response {
     if let Some(c) = &st.cache {
         c.refresh_metrics();
     }
+    if let Some(s) = &st.store {
+        s.refresh_metrics();
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         st.prometheus.render(),
@@ -101,6 +105,7 @@ pub async fn stats(State(st): State<AppState>) -> Json<serde_json::Value> {
         "requests": report.series,
         "batching": report.batching,
         "cache": st.cache.as_ref().map(|c| c.stats()),
+        "store": st.store.as_ref().map(|s| s.stats()),
     }))
 }
 

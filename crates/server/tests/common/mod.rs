@@ -229,3 +229,16 @@ fn parse_response(raw: &[u8]) -> Resp {
         body: String::from_utf8_lossy(&body).to_string(),
     }
 }
+
+/// Whether the suite runs under CI (`CI=true`): a missing service then fails the test.
+pub fn under_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// A required service is missing: fails under CI, skips loudly otherwise.
+pub fn missing(what: &str) {
+    if under_ci() {
+        panic!("{what} missing under CI");
+    }
+    eprintln!("\n!!! SKIPPING: {what} !!!\n");
+}

@@ -1,0 +1,20 @@
+-- The prediction log: one row per (input, model, task, parameters), upserted with a count.
+-- Hashes are blake3 (32 bytes); times are Unix milliseconds.
+CREATE TABLE predictions (
+    input_hash   BYTEA            NOT NULL, -- the input (text and pair) as the cache key hashes it
+    model        TEXT             NOT NULL,
+    task         TEXT             NOT NULL, -- the served task: embed, classify, entities, nli, ...
+    params_hash  BYTEA            NOT NULL, -- the operation and its output-affecting parameters
+    params       TEXT             NOT NULL, -- the same as JSON: what cache warming recomputes
+    revision     TEXT             NOT NULL, -- the model revision that produced `result`
+    input_text   TEXT,                      -- NULL unless --log-inputs
+    input_pair   TEXT,                      -- the second text of a pair (NULL for single texts)
+    result       BYTEA            NOT NULL, -- the result in the cache's binary format
+    latency_ms   DOUBLE PRECISION,          -- compute time of the last computation (NULL: only hits)
+    hit_count    BIGINT           NOT NULL, -- times served, the first computation included
+    created_at   BIGINT           NOT NULL,
+    last_seen_at BIGINT           NOT NULL,
+    PRIMARY KEY (input_hash, model, task, params_hash)
+);
+
+CREATE INDEX predictions_model_hits ON predictions (model, hit_count DESC);
