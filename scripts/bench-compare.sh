@@ -50,10 +50,10 @@ RES="$OUT/results.jsonl"
 export RAYON_NUM_THREADS=$THREADS OMP_NUM_THREADS=$THREADS
 echo "bench-compare: building the engine benchmark (profile $PROFILE)" >&2
 cargo bench --profile "$PROFILE" -p nlpd-engine --bench encoder --no-run 2>&1 | tail -1 >&2
-for variant in "fast none" "fast int8" "candle none"; do
+for variant in "fast none packed" "fast none gemm" "fast int8 packed" "candle none packed"; do
   set -- $variant
-  echo "bench-compare: nlpd (backend $1, quantize $2)" >&2
-  cargo bench -q --profile "$PROFILE" -p nlpd-engine --bench encoder -- --model "$MODEL" \
+  echo "bench-compare: nlpd (backend $1, quantize $2, f32 kernel $3)" >&2
+  NLPD_F32_KERNEL=$3 cargo bench -q --profile "$PROFILE" -p nlpd-engine --bench encoder -- --model "$MODEL" \
     --corpus "$CORPUS" --backend "$1" --quantize "$2" --batch "$BATCH" --repeat "$REPEAT" --json >> "$RES"
 done
 echo "bench-compare: Python peers" >&2

@@ -91,10 +91,17 @@ fn main() {
         dimensions: None,
     };
     let threads = rayon::current_num_threads();
+    // NLPD_F32_KERNEL=gemm: the f32 layers stay on the gemm crate (the comparison row).
+    let engine = match std::env::var("NLPD_F32_KERNEL") {
+        Ok(k) if k == "gemm" && args.quantize == Quantize::None => {
+            format!("{} (gemm crate)", model.backend_name())
+        }
+        _ => model.backend_name().to_string(),
+    };
     if !args.json {
         println!(
             "{} on {} ({} threads): {} sentences, {:.1} word pieces on average",
-            model.backend_name(),
+            engine,
             args.model.display(),
             threads,
             encs.len(),
@@ -149,7 +156,7 @@ fn main() {
     if args.json {
         println!(
             "{{\"engine\":\"nlpd {}\",\"threads\":{threads},\"sentences\":{},\"avg_tokens\":{:.2},\"rows\":[{}],\"latency_ms\":{p50:.3},\"latency_tokens\":{}}}",
-            model.backend_name(),
+            engine,
             encs.len(),
             tokens as f64 / encs.len() as f64,
             rows.join(","),

@@ -89,6 +89,29 @@ pub struct Generation {
     pub finish_reason: FinishReason,
 }
 
+/// What [`GenModel::time_greedy`] measured.
+#[derive(Debug, Clone)]
+pub struct GenTiming {
+    pub prompt_tokens: usize,
+    /// The prompt's forward pass up to the first sampled token.
+    pub prefill: std::time::Duration,
+    pub decode_tokens: usize,
+    /// The `decode_tokens` single-token steps.
+    pub decode: std::time::Duration,
+    /// The greedy tokens: the first from the prefill, then one per decode step.
+    pub tokens: Vec<u32>,
+}
+
+impl GenTiming {
+    pub fn prefill_tokens_per_s(&self) -> f64 {
+        self.prompt_tokens as f64 / self.prefill.as_secs_f64().max(1e-9)
+    }
+
+    pub fn decode_tokens_per_s(&self) -> f64 {
+        self.decode_tokens as f64 / self.decode.as_secs_f64().max(1e-9)
+    }
+}
+
 /// A generative model.
 pub struct GenModel {
     path: PathBuf,
@@ -278,6 +301,40 @@ impl GenModel {
             });
         }
         Ok(())
+    }
+
+    /// Times a greedy run: the prompt in one forward pass (prefill), then exactly `steps` more
+    /// tokens one at a time (decode), ignoring end-of-sequence tokens so runs are comparable.
+    /// What the generation benchmark and the profiler measure.
+    pub fn time_greedy(&mut self, prompt: &[u32], steps: usize) -> Result<GenTiming> {
+        self.check_prompt(prompt, steps.max(1))?;
+        self.weights.clear();
+        let mut sampler = LogitsProcessor::from_sampling(0, Sampling::ArgMax);
+        let start = std::time::Instant::now();
+        let input = Tensor::new(prompt, &self.device)?.unsqueeze(0)?;
+        let logits = self.weights.forward(&input, 0)?.squeeze(0)?;
+        let mut next = sampler.sample(&logits)?;
+        let prefill = start.elapsed();
+        let start = std::time::Instant::now();
+        let mut tokens = vec![next];
+        for step in 0..steps {
+            let input = Tensor::new(&[next], &self.device)?.unsqueeze(0)?;
+            let logits = self
+                .weights
+                .forward(&input, prompt.len() + step)?
+                .squeeze(0)?;
+            next = sampler.sample(&logits)?;
+            tokens.push(next);
+        }
+        let decode = start.elapsed();
+        self.weights.clear();
+        Ok(GenTiming {
+            prompt_tokens: prompt.len(),
+            prefill,
+            decode_tokens: steps,
+            decode,
+            tokens,
+        })
     }
 
     /// Generates from `prompt` token ids. `on_text` receives each newly released piece of text and

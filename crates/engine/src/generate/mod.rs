@@ -8,6 +8,6 @@ mod stream;
 mod template;
 
 pub use gguf_tokenizer::tokenizer_from_gguf;
-pub use llm::{FinishReason, GenModel, GenerateOptions, Generation};
+pub use llm::{FinishReason, GenModel, GenTiming, GenerateOptions, Generation};
 pub use stream::StopMatcher;
 pub use template::{ChatMessage, ChatTemplate};

@@ -8,6 +8,7 @@
 //! epilogue with the weight column sums kept from packing.
 
 use super::kernels::{Dense, Mode};
+use super::packed::for_column_blocks;
 
 /// Output columns per packed block (one 512-bit register of i32 lanes).
 const LANES: usize = 16;
@@ -35,14 +36,14 @@ impl QDense {
         let k4 = k.div_ceil(4);
         let mut scale = vec![0f32; n];
         for (c, sc) in scale.iter_mut().enumerate() {
-            let m = (0..k).map(|r| d.w[r * n + c].abs()).fold(0f32, f32::max);
+            let m = (0..k).map(|r| d.at(r, c).abs()).fold(0f32, f32::max);
             *sc = if m > 0.0 { m / 127.0 } else { 1.0 };
         }
         let q = |r: usize, c: usize| -> i8 {
             if r >= k {
                 0
             } else {
-                (d.w[r * n + c] / scale[c])
+                (d.at(r, c) / scale[c])
                     .round_ties_even()
                     .clamp(-127.0, 127.0) as i8
             }
@@ -114,18 +115,33 @@ pub fn quantize_rows(x: &[f32], m: usize, k: usize, out: &mut QActs) {
     }
 }
 
-/// `dst[m × n] (=|+=) dequant(A · W)` (+ bias when `Biased`) for the first `m` rows of `a`.
-pub fn linear_q(dst: &mut [f32], a: &QActs, m: usize, w: &QDense, mode: Mode) {
+/// `dst[m × n] (=|+=) dequant(A · W)` (+ bias when `Biased`) for the first `m` rows of `a`, the
+/// columns split over `threads` rayon tasks (whole 16-column blocks each: the split changes no result).
+pub fn linear_q(dst: &mut [f32], a: &QActs, m: usize, w: &QDense, mode: Mode, threads: usize) {
     #[cfg(target_arch = "x86_64")]
     {
         if vnni::available() {
-            // SAFETY: the CPU has AVX-512F/BW and VNNI (checked at run time); sizes are checked inside.
-            unsafe { vnni::linear(dst, a, m, w, mode) };
+            let (n, width) = (w.n_out, w.k4 * 4);
+            assert!(a.data.len() >= m * width && a.scale.len() >= m && dst.len() >= m * n);
+            assert!(w.packed.len() >= n * width);
+            let out = Out(dst.as_mut_ptr());
+            for_column_blocks(n / LANES, threads, |blocks| {
+                // SAFETY: the CPU has AVX-512F/BW and VNNI (checked at run time); sizes are
+                // checked above; each call writes only its own column blocks of `dst`.
+                unsafe { vnni::linear(&out, a, m, w, mode, blocks) };
+            });
             return;
         }
     }
+    let _ = threads;
     portable(dst, a, m, w, mode);
 }
+
+/// The destination shared by the threads that split a call's columns.
+struct Out(*mut f32);
+
+// SAFETY: the threads sharing it write disjoint column blocks; the borrow outlives their scope.
+unsafe impl Sync for Out {}
 
 /// Whether this CPU runs the VNNI kernel (else the portable loop, same results, much slower).
 pub fn has_vnni() -> bool {
@@ -180,9 +196,10 @@ pub fn portable(dst: &mut [f32], a: &QActs, m: usize, w: &QDense, mode: Mode) {
 
 #[cfg(target_arch = "x86_64")]
 mod vnni {
-    use super::{QActs, QDense, LANES};
+    use super::{Out, QActs, QDense, LANES};
     use crate::encoder::fast::kernels::Mode;
     use std::arch::x86_64::*;
+    use std::ops::Range;
 
     pub fn available() -> bool {
         is_x86_feature_detected!("avx512f")
@@ -194,16 +211,22 @@ mod vnni {
     const MR: usize = 6;
     const NR: usize = 4;
 
+    /// # Safety
+    /// The CPU must have AVX-512F/BW and VNNI; `dst` must hold `m × n` floats, `a` `m` rows;
+    /// no other thread may write the column blocks `blocks` of `dst`.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    pub unsafe fn linear(dst: &mut [f32], a: &QActs, m: usize, w: &QDense, mode: Mode) {
-        let (n, k4) = (w.n_out, w.k4);
-        let width = k4 * 4;
-        assert!(a.data.len() >= m * width && a.scale.len() >= m && dst.len() >= m * n);
-        assert!(w.packed.len() >= n * width);
-        let blocks = n / LANES;
-        let mut cb = 0;
-        while cb < blocks {
-            let nr = NR.min(blocks - cb);
+    pub unsafe fn linear(
+        dst: &Out,
+        a: &QActs,
+        m: usize,
+        w: &QDense,
+        mode: Mode,
+        blocks: Range<usize>,
+    ) {
+        let dst = dst.0;
+        let mut cb = blocks.start;
+        while cb < blocks.end {
+            let nr = NR.min(blocks.end - cb);
             let mut r = 0;
             while r < m {
                 let mr = MR.min(m - r);
@@ -244,7 +267,7 @@ mod vnni {
     /// One `R × (16·C)` tile: `R·C` accumulators, `C` weight vectors per step of 4 k-values.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     unsafe fn tile<const R: usize, const C: usize>(
-        dst: &mut [f32],
+        dst: *mut f32,
         a: &QActs,
         w: &QDense,
         r0: usize,
@@ -280,7 +303,7 @@ mod vnni {
     /// into `dst` (`Biased`) or added onto it (`Accumulate`).
     #[inline(always)]
     unsafe fn finish(
-        dst: &mut [f32],
+        dst: *mut f32,
         a: &QActs,
         w: &QDense,
         r: usize,
@@ -296,7 +319,7 @@ mod vnni {
         let fixed = _mm512_sub_epi32(v, _mm512_mullo_epi32(zp, colsum));
         let scale = _mm512_mul_ps(sa, _mm512_loadu_ps(w.scale.as_ptr().add(c0)));
         let y = _mm512_mul_ps(_mm512_cvtepi32_ps(fixed), scale);
-        let out = dst.as_mut_ptr().add(r * n + c0);
+        let out = dst.add(r * n + c0);
         let y = match mode {
             Mode::Biased => _mm512_add_ps(y, _mm512_loadu_ps(w.b.as_ptr().add(c0))),
             Mode::Accumulate => _mm512_add_ps(y, _mm512_loadu_ps(out)),
@@ -312,14 +335,14 @@ mod tests {
     use gemm::Parallelism;
 
     fn layer(k: usize, n: usize) -> Dense {
-        Dense {
-            w: (0..k * n)
+        Dense::new(
+            (0..k * n)
                 .map(|i| ((i * 7919 % 1000) as f32 / 500.0 - 1.0) * 0.2)
                 .collect(),
-            b: (0..n).map(|i| i as f32 * 0.01).collect(),
-            n_in: k,
-            n_out: n,
-        }
+            (0..n).map(|i| i as f32 * 0.01).collect(),
+            k,
+            n,
+        )
     }
 
     #[test]
@@ -333,7 +356,13 @@ mod tests {
             let mut acts = QActs::default();
             quantize_rows(&x, m, k, &mut acts);
             let mut fast = vec![0f32; m * n];
-            linear_q(&mut fast, &acts, m, &q, Mode::Biased);
+            linear_q(&mut fast, &acts, m, &q, Mode::Biased, 1);
+            let mut split = vec![0f32; m * n];
+            linear_q(&mut split, &acts, m, &q, Mode::Biased, 2);
+            assert_eq!(
+                fast, split,
+                "({m},{k},{n}): the column split changed a result"
+            );
             let mut slow = vec![0f32; m * n];
             portable(&mut slow, &acts, m, &q, Mode::Biased);
             assert_eq!(fast, slow, "({m},{k},{n}): VNNI and portable loops differ");
@@ -347,7 +376,7 @@ mod tests {
                 "({m},{k},{n}): error {worst} vs scale {scale}"
             );
             let mut acc = vec![1f32; m * n];
-            linear_q(&mut acc, &acts, m, &q, Mode::Accumulate);
+            linear_q(&mut acc, &acts, m, &q, Mode::Accumulate, 2);
             for ((a, f), b) in acc.iter().zip(&fast).zip(d.b.iter().cycle()) {
                 assert!((a - (f - b + 1.0)).abs() < 1e-4);
             }

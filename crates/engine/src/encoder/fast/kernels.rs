@@ -2,23 +2,83 @@
 //! where the CPU has it) and single-pass element-wise work written so that LLVM vectorizes it
 //! (fixed-width accumulators, branch-free polynomial `exp` and `erf`).
 
+use super::packed;
 use gemm::Parallelism;
 
-/// A dense layer stored for `y = x · W + b` with `W` as `[in, out]` row-major.
+/// A dense layer for `y = x · W + b`: `W` row-major `[in, out]`, or packed once at load into the
+/// panels of the AVX-512 kernel ([`super::packed`]) when the CPU has it and `out` is a multiple
+/// of 16 (the row-major copy is then dropped).
 pub struct Dense {
-    pub w: Vec<f32>,
+    /// `[in, out]` row-major; empty when packed (or when only the bias is kept).
+    w: Vec<f32>,
+    /// `[out/16][in][16]`; empty when not packed.
+    panels: Vec<f32>,
     pub b: Vec<f32>,
     pub n_in: usize,
     pub n_out: usize,
 }
 
+impl Dense {
+    /// A layer from `[in, out]` row-major weights, packed for the AVX-512 kernel where it runs.
+    pub fn new(w: Vec<f32>, b: Vec<f32>, n_in: usize, n_out: usize) -> Dense {
+        let mut d = Dense::row_major(w, b, n_in, n_out);
+        if packed::enabled() && n_out.is_multiple_of(packed::LANES) && n_in > 0 {
+            d.panels = packed::pack(&d.w, n_in, n_out);
+            d.w = Vec::new();
+        }
+        d
+    }
+
+    /// A layer kept row-major (multiplied by the `gemm` crate).
+    pub fn row_major(w: Vec<f32>, b: Vec<f32>, n_in: usize, n_out: usize) -> Dense {
+        assert_eq!(w.len(), n_in * n_out, "weights of a {n_in}×{n_out} layer");
+        assert_eq!(b.len(), n_out, "bias of a {n_in}×{n_out} layer");
+        Dense {
+            w,
+            panels: Vec::new(),
+            b,
+            n_in,
+            n_out,
+        }
+    }
+
+    /// Weight `(input r, output c)`, whatever the layout.
+    pub fn at(&self, r: usize, c: usize) -> f32 {
+        if self.panels.is_empty() {
+            self.w[r * self.n_out + c]
+        } else {
+            self.panels[packed::index(r, c, self.n_in)]
+        }
+    }
+
+    /// Frees the weights and keeps the bias (an int8 copy replaces them).
+    pub fn drop_weights(&mut self) {
+        self.w = Vec::new();
+        self.panels = Vec::new();
+    }
+
+    /// Whether the AVX-512 kernel multiplies this layer.
+    pub fn is_packed(&self) -> bool {
+        !self.panels.is_empty()
+    }
+}
+
 /// What the GEMM does with the destination.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
-    /// `dst = x · W + b` (the bias is written first, the GEMM accumulates onto it).
+    /// `dst = x · W + b`.
     Biased,
     /// `dst += x · W` (the residual stays in `dst`; the bias is added by the following pass).
     Accumulate,
+}
+
+/// Threads a `Parallelism` asks for (`Rayon(0)`: the whole current pool).
+pub fn threads_of(par: Parallelism) -> usize {
+    match par {
+        Parallelism::None => 1,
+        Parallelism::Rayon(0) => rayon::current_num_threads().max(1),
+        Parallelism::Rayon(n) => n,
+    }
 }
 
 /// `dst[m × out] (=|+=) x[m × in] · W`, row-major throughout.
@@ -28,6 +88,11 @@ pub fn linear(dst: &mut [f32], x: &[f32], m: usize, d: &Dense, mode: Mode, par: 
     if m == 0 {
         return;
     }
+    if d.is_packed() {
+        packed::linear(dst, x, m, &d.panels, &d.b, k, mode, threads_of(par));
+        return;
+    }
+    assert_eq!(d.w.len(), k * n, "a layer whose weights were dropped");
     if mode == Mode::Biased {
         for row in dst[..m * n].chunks_exact_mut(n) {
             row.copy_from_slice(&d.b);
@@ -275,19 +340,19 @@ mod tests {
     fn linear_matches_a_naive_product() {
         let (m, k, n) = (5, 7, 3);
         let x: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.3).cos()).collect();
-        let d = Dense {
-            w: (0..k * n).map(|i| (i as f32 * 0.7).sin()).collect(),
-            b: vec![0.5, -1.0, 2.0],
-            n_in: k,
-            n_out: n,
-        };
+        let d = Dense::row_major(
+            (0..k * n).map(|i| (i as f32 * 0.7).sin()).collect(),
+            vec![0.5, -1.0, 2.0],
+            k,
+            n,
+        );
         let mut y = vec![9.0f32; m * n];
         linear(&mut y, &x, m, &d, Mode::Biased, Parallelism::None);
         let mut acc = vec![1.0f32; m * n];
         linear(&mut acc, &x, m, &d, Mode::Accumulate, Parallelism::None);
         for i in 0..m {
             for j in 0..n {
-                let s: f32 = (0..k).map(|p| x[i * k + p] * d.w[p * n + j]).sum();
+                let s: f32 = (0..k).map(|p| x[i * k + p] * d.at(p, j)).sum();
                 assert!((y[i * n + j] - (s + d.b[j])).abs() < 1e-5);
                 assert!((acc[i * n + j] - (s + 1.0)).abs() < 1e-5);
             }

@@ -15,6 +15,7 @@
 mod attention;
 mod int8;
 mod kernels;
+mod packed;
 
 use self::attention::{Shape, Span};
 use self::int8::{linear_q, quantize_rows, QActs, QDense};
@@ -60,7 +61,7 @@ fn apply(
     match q {
         Some(q) => {
             quantize_rows(x, m, q.n_in, acts);
-            linear_q(dst, acts, m, q, mode);
+            linear_q(dst, acts, m, q, mode, kernels::threads_of(par));
         }
         None => linear(dst, x, m, f, mode, par),
     }
@@ -142,12 +143,12 @@ fn dense(parts: &[(Tensor, Tensor)]) -> Result<Dense> {
     let bs: Vec<&Tensor> = parts.iter().map(|(_, b)| b).collect();
     let w = Tensor::cat(&ws, 1)?;
     let (n_in, n_out) = w.dims2()?;
-    Ok(Dense {
-        w: flat(&w)?,
-        b: flat(&Tensor::cat(&bs, 0)?)?,
+    Ok(Dense::new(
+        flat(&w)?,
+        flat(&Tensor::cat(&bs, 0)?)?,
         n_in,
         n_out,
-    })
+    ))
 }
 
 impl FastBert {
@@ -381,7 +382,7 @@ impl FastBert {
             };
             // Keep only the biases of the f32 layers (the LayerNorm passes add them).
             for d in [&mut l.qkv, &mut l.o, &mut l.up, &mut l.down] {
-                d.w = Vec::new();
+                d.drop_weights();
             }
             l.q = Some([a, b, c, d]);
         }
