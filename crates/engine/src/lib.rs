@@ -10,7 +10,9 @@ pub mod generate;
 pub mod heads;
 pub mod model;
 pub mod modeldir;
+pub mod pooled;
 pub mod tokenize;
+pub mod train;
 
 pub use aggregate::{Entity, TokenLabel};
 pub use config::{EncoderConfig, Family, HeadKind};

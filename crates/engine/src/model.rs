@@ -6,6 +6,7 @@ use crate::encoder::{Batch, BertEncoder, DebertaEncoder, EncoderBackend, FastBer
 use crate::error::{EngineError, Result};
 use crate::heads::{sigmoid, softmax, SequenceHead, TokenHead};
 use crate::modeldir::EncoderDir;
+use crate::pooled::PooledHead;
 use crate::tokenize::{Encoded, TextInput, TextTokenizer};
 use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
@@ -204,6 +205,11 @@ enum Head {
     None,
     Sequence(SequenceHead),
     Token(TokenHead),
+    /// A head trained by `nlpd train` over the pooled embedding; `normalize`: L2 first.
+    Pooled {
+        head: PooledHead,
+        normalize: bool,
+    },
 }
 
 /// A loaded encoder model.
@@ -302,10 +308,16 @@ impl EncoderModel {
                 }
             }
         };
-        let head = match c.head {
-            HeadKind::Base => Head::None,
-            HeadKind::SequenceClassification => Head::Sequence(SequenceHead::load(&vb, c, root)?),
-            HeadKind::TokenClassification => Head::Token(TokenHead::load(&vb, c, root)?),
+        let head = match (&dir.head, c.head) {
+            (Some(h), _) => Head::Pooled {
+                head: PooledHead::load(&h.weights, &h.config)?,
+                normalize: h.config.normalize,
+            },
+            (None, HeadKind::Base) => Head::None,
+            (None, HeadKind::SequenceClassification) => {
+                Head::Sequence(SequenceHead::load(&vb, c, root)?)
+            }
+            (None, HeadKind::TokenClassification) => Head::Token(TokenHead::load(&vb, c, root)?),
         };
         Ok(EncoderModel {
             dir,
@@ -371,7 +383,9 @@ impl EncoderModel {
         let batch = Batch::new(&encs, self.tokenizer.pad_id(), &self.device)?;
         let hidden = self.backend.forward(&batch)?;
         let any = |f: fn(&EncoderOp) -> bool| items.iter().any(|(_, op)| f(op));
-        let pooled = if any(|op| matches!(op, EncoderOp::Embed { .. })) {
+        let pooled_head =
+            matches!(self.head, Head::Pooled { .. }) && any(|op| matches!(op, EncoderOp::Classify));
+        let pooled = if pooled_head || any(|op| matches!(op, EncoderOp::Embed { .. })) {
             Some(
                 self.dir
                     .pooling
@@ -410,10 +424,19 @@ impl EncoderModel {
                         OpOutput::Embedding(v)
                     }
                     EncoderOp::Classify => {
-                        let l = seq_logits
-                            .as_ref()
-                            .map(|x| x[row].clone())
-                            .unwrap_or_default();
+                        let l = match (&self.head, &pooled) {
+                            (Head::Pooled { head, normalize }, Some(p)) => {
+                                let mut v = p[row].clone();
+                                if *normalize {
+                                    l2_normalize(&mut v);
+                                }
+                                head.logits(&v)
+                            }
+                            _ => seq_logits
+                                .as_ref()
+                                .map(|x| x[row].clone())
+                                .unwrap_or_default(),
+                        };
                         let scores = if l.len() == 1 {
                             l.clone()
                         } else if multi {
@@ -453,7 +476,7 @@ impl EncoderModel {
                 Ok(())
             }
             (EncoderOp::Embed { .. }, _) => Ok(()),
-            (EncoderOp::Classify, Head::Sequence(_)) => Ok(()),
+            (EncoderOp::Classify, Head::Sequence(_) | Head::Pooled { .. }) => Ok(()),
             (EncoderOp::Classify, _) => Err(self.unsupported("sequence classification")),
             (EncoderOp::Tokens, Head::Token(_)) => Ok(()),
             (EncoderOp::Tokens, _) => Err(self.unsupported("token classification")),

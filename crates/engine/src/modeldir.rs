@@ -1,9 +1,10 @@
 //! A model directory in Hugging Face / sentence-transformers layout, read from a local path.
 
-use crate::config::EncoderConfig;
+use crate::config::{EncoderConfig, HeadKind};
 use crate::error::{EngineError, Result};
-use crate::files::read_json_opt;
+use crate::files::{read_json, read_json_opt};
 use crate::heads::Pooling;
+use crate::pooled::{HeadConfig, HeadDir, ARCHITECTURE};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -50,6 +51,10 @@ pub struct EncoderDir {
     pub normalized: bool,
     /// Token limit: `sentence_bert_config.json` wins, else the tokenizer's and the positions'.
     pub max_len: usize,
+    /// A head directory written by `nlpd train`: the head's config and weights, and the encoder
+    /// directory it sits on (`config`, `weights`, `tokenizer` above are that encoder's, with the
+    /// head's labels and pooling).
+    pub head: Option<HeadDir>,
 }
 
 impl EncoderDir {
@@ -72,7 +77,11 @@ impl EncoderDir {
                 "config.json is missing (not a Hugging Face model directory?)",
             ));
         }
-        let config = EncoderConfig::from_file(&config_path)?;
+        let raw: serde_json::Value = read_json(&config_path)?;
+        if HeadConfig::is_head(&raw) {
+            return Self::open_head(root, raw, &config_path);
+        }
+        let config = EncoderConfig::from_value(raw, &config_path)?;
         let weights = root.join("model.safetensors");
         if !weights.is_file() {
             return Err(EngineError::invalid_model(
@@ -123,6 +132,77 @@ impl EncoderDir {
             pooling,
             normalized,
             max_len,
+            head: None,
         })
+    }
+
+    /// A head directory: the referenced encoder's directory with the head's labels and pooling.
+    fn open_head(root: &Path, raw: serde_json::Value, config_path: &Path) -> Result<Self> {
+        let hc = HeadConfig::from_value(raw, config_path)?;
+        let encoder = hc.encoder_path(root);
+        if !encoder.is_dir() {
+            return Err(EngineError::invalid_model(
+                root,
+                format!(
+                    "config.json names the encoder `{}`, but {} is not a directory \
+                     (install that encoder, e.g. `make models`, or correct `encoder`)",
+                    hc.encoder,
+                    encoder.display()
+                ),
+            ));
+        }
+        let mut dir = EncoderDir::open(&encoder).map_err(|e| {
+            EngineError::invalid_model(root, format!("encoder `{}`: {e}", hc.encoder))
+        })?;
+        if dir.head.is_some() {
+            return Err(EngineError::invalid_model(
+                root,
+                format!(
+                    "encoder `{}` is itself a trained head, not an encoder",
+                    hc.encoder
+                ),
+            ));
+        }
+        if dir.config.hidden_size != hc.input_size {
+            return Err(EngineError::invalid_model(
+                root,
+                format!(
+                    "dimension mismatch: the head takes {}-d embeddings but encoder `{}` has \
+                     hidden size {}",
+                    hc.input_size, hc.encoder, dir.config.hidden_size
+                ),
+            ));
+        }
+        let weights = root.join("model.safetensors");
+        if !weights.is_file() {
+            return Err(EngineError::invalid_model(
+                root,
+                "model.safetensors (the head's weights) is missing",
+            ));
+        }
+        dir.config.head = HeadKind::SequenceClassification;
+        dir.config.id2label = hc.labels();
+        dir.config.architecture = ARCHITECTURE.to_string();
+        dir.config.multi_label = false;
+        dir.pooling = hc.pooling_mode().unwrap_or(dir.pooling);
+        dir.root = root.to_path_buf();
+        dir.head = Some(HeadDir {
+            config: hc,
+            weights,
+            encoder,
+        });
+        Ok(dir)
+    }
+
+    /// The file whose identity decides a model's results for caching: the head's weights for a
+    /// trained head (the encoder it names stays fixed), else the encoder's.
+    pub fn revision_file(&self) -> &Path {
+        self.head.as_ref().map_or(&self.weights, |h| &h.weights)
+    }
+
+    /// Bytes of weights a loaded model holds (encoder and head).
+    pub fn weight_bytes(&self) -> u64 {
+        let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+        size(&self.weights) + self.head.as_ref().map_or(0, |h| size(&h.weights))
     }
 }

@@ -4,6 +4,7 @@ pub mod entities;
 pub mod explain;
 pub mod models;
 pub mod serve;
+pub mod train;
 
 use anyhow::{Context, Result};
 use nlpd_engine::{BackendKind, EncoderModel, LoadOptions, Quantize};

