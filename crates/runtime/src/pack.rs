@@ -23,6 +23,12 @@ pub const PACK: &[PackModel] = &[
         pack: "default",
     },
     PackModel {
+        dir: "sentiment",
+        aliases: &["sentiment-minilm"],
+        task: "classify",
+        pack: "default",
+    },
+    PackModel {
         dir: "rampart-pii-ner",
         aliases: &["rampart"],
         task: "entities",
@@ -138,6 +144,7 @@ mod tests {
             default_for("explain").map(|m| m.dir),
             Some("smollm2-135m-instruct")
         );
-        assert!(default_for("classify").is_none());
+        assert_eq!(default_for("classify").map(|m| m.dir), Some("sentiment"));
+        assert!(default_for("nli").is_none());
     }
 }
