@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod pack;
 pub mod prompts;
 pub mod registry;
+pub mod shared_head;
 pub mod stats;
 pub mod store;
 
@@ -22,5 +23,6 @@ pub use error::{Result, RuntimeError};
 pub use gen_worker::{GenEvent, GenInput, GeneratorHandle};
 pub use pack::{resolve_model, PackModel, PACK};
 pub use registry::{Loaded, ModelKind, ModelSpec, ModelStatus, Registry};
+pub use shared_head::SharedHead;
 pub use stats::Stats;
 pub use store::{Store, StoreConfig};

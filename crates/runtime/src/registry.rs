@@ -7,6 +7,7 @@ use crate::encoder_worker::EncoderHandle;
 use crate::error::{Result, RuntimeError};
 use crate::gen_worker::GeneratorHandle;
 use crate::metrics as m;
+use crate::shared_head::SharedHead;
 use crate::stats::Stats;
 use nlpd_engine::generate::{find_gguf, GenModel};
 use nlpd_engine::{EncoderModel, EncoderOp, HeadKind, LoadOptions, Quantize, TextInput};
@@ -178,6 +179,9 @@ pub struct ModelStatus {
     pub default_for: Vec<String>,
 }
 
+/// (classifier, embedder) → the classifier's head when it can read the embedder's output.
+type SharedHeads = BTreeMap<(String, String), Option<Arc<SharedHead>>>;
+
 pub struct Registry {
     entries: BTreeMap<String, Arc<Entry>>,
     defaults: BTreeMap<String, String>,
@@ -188,6 +192,8 @@ pub struct Registry {
     preloaded: Vec<String>,
     max_input_tokens: Option<usize>,
     load_options: LoadOptions,
+    /// `shared_head` answers per (classifier, embedder), probed once.
+    shared_heads: Mutex<SharedHeads>,
 }
 
 fn now_ms() -> u64 {
@@ -252,6 +258,7 @@ impl Registry {
             preloaded: Vec::new(),
             max_input_tokens: None,
             load_options: LoadOptions::default(),
+            shared_heads: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -288,6 +295,21 @@ impl Registry {
 
     pub fn default_for(&self, task: &str) -> Option<&str> {
         self.defaults.get(task).map(String::as_str)
+    }
+
+    /// The head of `classifier` when it can run on `embedder`'s embeddings (see `SharedHead`),
+    /// probed on first use and remembered.
+    pub fn shared_head(&self, classifier: &str, embedder: &str) -> Option<Arc<SharedHead>> {
+        let key = (classifier.to_string(), embedder.to_string());
+        let mut known = self.shared_heads.lock().unwrap_or_else(|p| p.into_inner());
+        known
+            .entry(key)
+            .or_insert_with(|| {
+                let c = self.spec(classifier)?;
+                let e = self.spec(embedder)?;
+                SharedHead::probe(c, e).map(Arc::new)
+            })
+            .clone()
     }
 
     fn entry(&self, name: &str) -> Result<&Arc<Entry>> {

@@ -1,5 +1,6 @@
 //! `/v1/analyze`: sentiment, entities and an embedding of each input in one call. The three tasks
-//! run concurrently on their own models' batchers.
+//! run concurrently on their own models' batchers; a sentiment head trained on the embedding
+//! model's encoder (`nlpd train`) is applied to the embedding instead of running the encoder twice.
 
 use super::respond;
 use crate::error::ApiError;
@@ -99,6 +100,16 @@ pub async fn analyze(
             param: Some("tasks".into()),
         });
     }
+    // A sentiment head trained on the embedding model's encoder reads the embedding itself:
+    // then the encoder runs once for both (see `SharedHead`).
+    let shared = match (
+        tasks.contains(&AnalyzeTask::Sentiment) && tasks.contains(&AnalyzeTask::Embedding),
+        st.registry.default_for("classify"),
+        st.registry.default_for("embed"),
+    ) {
+        (true, Some(c), Some(e)) => st.registry.shared_head(c, e).map(|h| (c.to_string(), h)),
+        _ => None,
+    };
     let inputs: Vec<Input> = texts.iter().map(|t| (t.clone(), None)).collect();
     let run = |task: AnalyzeTask| {
         let (op, name) = match task {
@@ -112,7 +123,7 @@ pub async fn analyze(
                 "embed",
             ),
         };
-        let wanted = tasks.contains(&task);
+        let wanted = tasks.contains(&task) && !(task == AnalyzeTask::Sentiment && shared.is_some());
         let (st, inputs) = (&st, inputs.clone());
         async move {
             if wanted {
@@ -133,7 +144,11 @@ pub async fn analyze(
     let mut results: Vec<Map<String, Value>> = vec![Map::new(); texts.len()];
     let mut models = Vec::new();
     if let Some(r) = sentiment {
-        add_sentiment(&mut results, &r);
+        let scores = r.outputs.iter().map(|o| match o {
+            OpOutput::Classification(c) => Some(c.scores.clone()),
+            _ => None,
+        });
+        add_sentiment(&mut results, &r.handle.info.labels, scores);
         models.push(r.served.model);
     }
     if let Some(r) = entities {
@@ -141,6 +156,14 @@ pub async fn analyze(
         add_entities(&mut results, r, &texts);
     }
     if let Some(r) = embedding {
+        if let Some((classifier, head)) = &shared {
+            let scores = r.outputs.iter().map(|o| match o {
+                OpOutput::Embedding(v) => Some(head.scores(v)),
+                _ => None,
+            });
+            add_sentiment(&mut results, &head.labels, scores);
+            models.insert(0, classifier.clone());
+        }
         for (slot, o) in results.iter_mut().zip(r.outputs) {
             if let OpOutput::Embedding(v) = o {
                 slot.insert("embedding".into(), short_floats(&v));
@@ -156,15 +179,15 @@ pub async fn analyze(
     Ok(respond(served, json!({ "results": results })))
 }
 
-fn add_sentiment(results: &mut [Map<String, Value>], r: &EncoderRun) {
-    let labels = &r.handle.info.labels;
-    for (slot, o) in results.iter_mut().zip(&r.outputs) {
-        if let OpOutput::Classification(c) = o {
-            let mut ranked: Vec<(String, f32)> = labels
-                .iter()
-                .cloned()
-                .zip(c.scores.iter().copied())
-                .collect();
+/// Each input's labels ranked by score (`None`: that input has no scores).
+fn add_sentiment(
+    results: &mut [Map<String, Value>],
+    labels: &[String],
+    scores: impl Iterator<Item = Option<Vec<f32>>>,
+) {
+    for (slot, scores) in results.iter_mut().zip(scores) {
+        if let Some(scores) = scores {
+            let mut ranked: Vec<(&String, f32)> = labels.iter().zip(scores).collect();
             ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
             let list: Vec<Value> = ranked
                 .into_iter()
