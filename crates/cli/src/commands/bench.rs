@@ -472,7 +472,15 @@ Raise it (`ulimit -n`) or lower --concurrency / --max-in-flight.",
         );
     }
     if args.json {
-        let doc = serde_json::json!({ "settings": settings, "levels": levels });
+        #[derive(serde::Serialize)]
+        struct Doc<'a> {
+            settings: &'a Settings,
+            levels: &'a [LevelReport],
+        }
+        let doc = Doc {
+            settings: &settings,
+            levels: &levels,
+        };
         println!(
             "{}",
             serde_json::to_string_pretty(&doc).context("cannot write the JSON report")?

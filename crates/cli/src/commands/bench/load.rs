@@ -15,6 +15,9 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+/// Closed loop: how long a sender waits after a request that got no reply at all.
+const FAILURE_PAUSE: Duration = Duration::from_millis(10);
+
 /// One load level.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Level {
@@ -240,6 +243,7 @@ async fn closed_loop(
                 let t0 = Instant::now();
                 let outcome = ctx.client.post(ctx.uris[req.kind].clone(), req.body).await;
                 let done = Instant::now();
+                let no_reply = matches!(outcome, Outcome::Failed(_));
                 if counted {
                     if outcome != Outcome::Ok {
                         counters.errors.fetch_add(1, Ordering::Relaxed);
@@ -252,6 +256,11 @@ async fn closed_loop(
                         done - t0,
                         done,
                     );
+                }
+                if no_reply {
+                    // A server that is down or refusing connections is not hammered with
+                    // reconnects in a tight loop.
+                    tokio::time::sleep(FAILURE_PAUSE).await;
                 }
             }
         });
