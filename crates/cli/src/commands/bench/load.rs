@@ -49,7 +49,8 @@ pub fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds")
 }
 
-/// What a level measured (requests started after the warm-up only).
+/// What a level measured: closed loop, the replies that arrived after the warm-up (--duration)
+/// or the requests sent after it (--requests); open loop, the requests scheduled after it.
 pub struct Measured {
     pub hist: Histogram<u64>,
     /// Per workload kind: histogram and successful requests.
@@ -231,8 +232,8 @@ async fn closed_loop(
                 if end.is_some_and(|e| now >= e) {
                     break;
                 }
-                let counted = now >= measure_start;
-                if counted {
+                let sent_measuring = now >= measure_start;
+                if sent_measuring {
                     if let Stop::Requests(n) = ctx.stop {
                         if issued.fetch_add(1, Ordering::Relaxed) >= n {
                             break;
@@ -244,6 +245,13 @@ async fn closed_loop(
                 let outcome = ctx.client.post(ctx.uris[req.kind].clone(), req.body).await;
                 let done = Instant::now();
                 let no_reply = matches!(outcome, Outcome::Failed(_));
+                // --duration: every reply that arrives after the warm-up (from a request sent
+                // before the end) counts, so a server slower than the warm-up still shows its
+                // throughput. --requests: the N requests sent after the warm-up.
+                let counted = match ctx.stop {
+                    Stop::Duration(_) => done >= measure_start,
+                    Stop::Requests(_) => sent_measuring,
+                };
                 if counted {
                     if outcome != Outcome::Ok {
                         counters.errors.fetch_add(1, Ordering::Relaxed);

@@ -17,6 +17,8 @@ pub struct OwnServer {
     child: Child,
     pub url: String,
     stderr_tail: Arc<Mutex<VecDeque<String>>>,
+    /// The thread copying the child's stderr into `stderr_tail`; ends when the child exits.
+    reader: Option<std::thread::JoinHandle<()>>,
     data_dir: Option<PathBuf>,
 }
 
@@ -81,7 +83,7 @@ impl OwnServer {
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().context("cannot start `nlpd serve`")?;
         let stderr_tail = Arc::new(Mutex::new(VecDeque::new()));
-        if let Some(err) = child.stderr.take() {
+        let reader = child.stderr.take().map(|err| {
             let tail = stderr_tail.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(err).lines() {
@@ -92,12 +94,13 @@ impl OwnServer {
                     }
                     t.push_back(line);
                 }
-            });
-        }
+            })
+        });
         let mut server = OwnServer {
             child,
             url: format!("http://127.0.0.1:{port}"),
             stderr_tail,
+            reader,
             data_dir,
         };
         server.wait_ready(ready_timeout, api_key).await?;
@@ -109,6 +112,10 @@ impl OwnServer {
         let started = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().context("cannot watch `nlpd serve`")? {
+                // Its stderr is closed now: let the reader take the last lines.
+                if let Some(r) = self.reader.take() {
+                    let _ = r.join();
+                }
                 bail!(
                     "the `nlpd serve` that bench started exited ({status}) before it was ready; its stderr ends with:\n{}",
                     self.tail()
