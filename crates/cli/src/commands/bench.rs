@@ -45,6 +45,13 @@ the level, so exact for the level); `batch` is its mean forward-pass batch size;
 servers without nlpd's /v1/stats. `cpu%` is bench's own user+system CPU over the level in % of one
 core: near 100 x cores means the client, not the server, is the bottleneck.
 
+What counts: closed loop with --duration, every reply that arrives after the warm-up from a request
+sent before the level's end (the level lasts until the last of them; req/s divides by that time);
+with --requests, the N requests sent after the warm-up. Open loop: the requests scheduled after the
+warm-up, each timed from its scheduled send time; skipped ones (--max-in-flight) count as errors.
+Before the first level one request per route is sent and not counted, so lazy model loading is not
+measured and a misconfigured route is explained on stderr.
+
 Exit status: 0 when the run completes, whatever errors the server returned (they are in the
 report); 2 for bad flags, an unreadable corpus or a server bench could not start. The `verify`
 scenario comes with the verification endpoint; `nlpd tune` and `nlpd profile` follow.";
