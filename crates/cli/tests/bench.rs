@@ -194,6 +194,48 @@ fn own_server_closed_loop_sweep_reports_two_consistent_levels() {
 }
 
 #[test]
+fn a_mix_reports_each_scenario() {
+    if !have_model() {
+        return;
+    }
+    // rerank without a cross-encoder uses the embedding model: both need only MiniLM.
+    let out = bench(&[
+        "--mix",
+        "embed=1,rerank=1",
+        "--batch",
+        "3",
+        "--concurrency",
+        "2",
+        "--requests",
+        "6",
+        "--warmup",
+        "0s",
+        "--json",
+    ]);
+    let doc = json_report(&out);
+    assert_eq!(doc["settings"]["scenario"], "mixed", "{doc}");
+    let l = &doc["levels"][0];
+    assert_eq!(
+        (l["requests"].as_u64(), l["errors"].as_u64()),
+        (Some(6), Some(0)),
+        "{l}"
+    );
+    assert_eq!(l["inputs"], 18, "{l}");
+    let per: Vec<(String, u64)> = l["scenarios"]
+        .as_array()
+        .expect("scenarios")
+        .iter()
+        .map(|s| {
+            (
+                s["scenario"].as_str().unwrap().to_string(),
+                s["requests"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(per, vec![("embed".into(), 3), ("rerank".into(), 3)], "{l}");
+}
+
+#[test]
 fn open_loop_against_a_running_server_writes_csv_and_svg() {
     if !have_model() {
         return;

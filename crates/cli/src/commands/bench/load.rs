@@ -53,8 +53,9 @@ pub fn new_histogram() -> Histogram<u64> {
 /// or the requests sent after it (--requests); open loop, the requests scheduled after it.
 pub struct Measured {
     pub hist: Histogram<u64>,
-    /// Per workload kind: histogram and successful requests.
+    /// Per workload kind: latency histogram of successful requests, and failed requests.
     pub per_kind: Vec<Histogram<u64>>,
+    pub per_kind_errors: Vec<u64>,
     pub ok: u64,
     pub inputs: u64,
     pub by_status: BTreeMap<u16, u64>,
@@ -78,6 +79,7 @@ impl Recorder {
             m: Measured {
                 hist: new_histogram(),
                 per_kind: (0..kinds).map(|_| new_histogram()).collect(),
+                per_kind_errors: vec![0; kinds],
                 ok: 0,
                 inputs: 0,
                 by_status: BTreeMap::new(),
@@ -98,6 +100,7 @@ impl Recorder {
         latency: Duration,
         done: Instant,
     ) {
+        let ok = outcome == Outcome::Ok;
         match outcome {
             Outcome::Ok => {
                 let us = (latency.as_micros() as u64).max(1);
@@ -110,6 +113,9 @@ impl Recorder {
             }
             Outcome::Status(s) => *self.m.by_status.entry(s).or_default() += 1,
             Outcome::Failed(k) => *self.m.by_kind.entry(k).or_default() += 1,
+        }
+        if let (Some(e), false) = (self.m.per_kind_errors.get_mut(kind), ok) {
+            *e += 1;
         }
         self.last_done = Some(self.last_done.map_or(done, |d| d.max(done)));
     }

@@ -147,6 +147,7 @@ pub struct ServerSplit {
 pub struct ScenarioReport {
     pub scenario: Scenario,
     pub requests: u64,
+    pub errors: u64,
     pub latency: Option<Latency>,
 }
 
@@ -212,9 +213,11 @@ impl LevelReport {
                 kinds
                     .iter()
                     .zip(&m.per_kind)
-                    .map(|(s, h)| ScenarioReport {
+                    .zip(&m.per_kind_errors)
+                    .map(|((s, h), e)| ScenarioReport {
                         scenario: *s,
                         requests: h.len(),
+                        errors: *e,
                         latency: Latency::of(h),
                     })
                     .collect()
@@ -334,10 +337,11 @@ pub fn table_row(r: &LevelReport) -> String {
     for s in &r.scenarios {
         let _ = write!(
             line,
-            "\n{:>9} {:<12} {:>7} ok  p50 {} ms  p99 {} ms",
+            "\n{:>9} {:<12} {:>7} ok {:>6} errors  p50 {} ms  p99 {} ms",
             "",
             s.scenario.name(),
             s.requests,
+            s.errors,
             ms(s.latency.as_ref().map(|l| l.p50_ms)),
             ms(s.latency.as_ref().map(|l| l.p99_ms))
         );
