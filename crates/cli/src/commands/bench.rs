@@ -43,11 +43,13 @@ and, for requests without a reply, by kind (connect: connection refused, timeout
 stages during the level (the difference of the cumulative totals in GET /v1/stats before and after
 the level, so exact for the level); `batch` is its mean forward-pass batch size; both n/a for
 servers without nlpd's /v1/stats. `cpu%` is bench's own user+system CPU over the level in % of one
-core: near 100 x cores means the client, not the server, is the bottleneck.
+core, measured from the end of the warm-up to the end of the level: near 100 x cores means the
+client, not the server, is the bottleneck.
 
 What counts: closed loop with --duration, every reply that arrives after the warm-up from a request
-sent before the level's end (the level lasts until the last of them; req/s divides by that time);
-with --requests, the N requests sent after the warm-up. Open loop: the requests scheduled after the
+sent before the level's end (the level lasts until the last of them; req/s divides by that time),
+with latency percentiles of the requests sent after the warm-up; with --requests, the N requests
+sent after the warm-up. Open loop: the requests scheduled after the
 warm-up, each timed from its scheduled send time; skipped ones (--max-in-flight) count as errors.
 Before the first level one request per route is sent and not counted, so lazy model loading is not
 measured and a misconfigured route is explained on stderr.
@@ -233,9 +235,8 @@ fn needed_files(args: &Args, levels: &[Level]) -> u64 {
         })
         .max()
         .unwrap_or(1);
-    // The server bench starts inherits the limit and needs as many for its side.
-    let factor = if args.url.is_none() { 2 } else { 1 };
-    peak * factor + 256
+    // The limit is per process: the server bench starts inherits the raised one for its side.
+    peak + 256
 }
 
 pub fn run(args: Args, models_dir: &Path) -> Result<usize> {
@@ -433,10 +434,11 @@ async fn bench(
             Level::Concurrency(c) => format!("concurrency {c}"),
             Level::Rate(r) => format!("rate {}/s", report::num(*r)),
         };
-        let before_cpu = sys::cpu_time();
         let stats_client = ctx.clone();
+        // When the warm-up ends: the client's CPU time and the server's totals.
         let snapshot = async move {
-            if stats_ok {
+            let cpu = sys::cpu_time();
+            let stats = if stats_ok {
                 stats_client
                     .client
                     .get_json("/v1/stats")
@@ -445,7 +447,8 @@ async fn bench(
                     .and_then(|v| ServerSnapshot::parse(&v))
             } else {
                 None
-            }
+            };
+            (cpu, stats)
         };
         let (measured, before) = load::run_level(ctx.clone(), *level, &label, snapshot).await;
         let after_cpu = sys::cpu_time();
@@ -458,7 +461,8 @@ async fn bench(
         } else {
             None
         };
-        let split = match (before.flatten(), after) {
+        let (before_cpu, before) = before.unwrap_or((None, None));
+        let split = match (before, after) {
             (Some(b), Some(a)) => Some(ServerSnapshot::delta(&b, &a)),
             _ => None,
         };

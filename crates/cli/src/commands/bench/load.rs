@@ -53,8 +53,9 @@ pub fn new_histogram() -> Histogram<u64> {
 /// or the requests sent after it (--requests); open loop, the requests scheduled after it.
 pub struct Measured {
     pub hist: Histogram<u64>,
-    /// Per workload kind: latency histogram of successful requests, and failed requests.
+    /// Per workload kind: latency histogram, successful and failed requests.
     pub per_kind: Vec<Histogram<u64>>,
+    pub per_kind_ok: Vec<u64>,
     pub per_kind_errors: Vec<u64>,
     pub ok: u64,
     pub inputs: u64,
@@ -64,7 +65,7 @@ pub struct Measured {
     pub skipped: u64,
     /// From the end of the warm-up to the last counted reply.
     pub elapsed: Duration,
-    /// The whole level, warm-up included (for the client CPU share).
+    /// From the end of the warm-up to the end of the level (for the client CPU share).
     pub wall: Duration,
 }
 
@@ -79,6 +80,7 @@ impl Recorder {
             m: Measured {
                 hist: new_histogram(),
                 per_kind: (0..kinds).map(|_| new_histogram()).collect(),
+                per_kind_ok: vec![0; kinds],
                 per_kind_errors: vec![0; kinds],
                 ok: 0,
                 inputs: 0,
@@ -97,16 +99,21 @@ impl Recorder {
         kind: usize,
         inputs: usize,
         outcome: Outcome,
-        latency: Duration,
+        latency: Option<Duration>,
         done: Instant,
     ) {
         let ok = outcome == Outcome::Ok;
         match outcome {
             Outcome::Ok => {
-                let us = (latency.as_micros() as u64).max(1);
-                self.m.hist.saturating_record(us);
-                if let Some(h) = self.m.per_kind.get_mut(kind) {
-                    h.saturating_record(us);
+                if let Some(latency) = latency {
+                    let us = (latency.as_micros() as u64).max(1);
+                    self.m.hist.saturating_record(us);
+                    if let Some(h) = self.m.per_kind.get_mut(kind) {
+                        h.saturating_record(us);
+                    }
+                }
+                if let Some(n) = self.m.per_kind_ok.get_mut(kind) {
+                    *n += 1;
                 }
                 self.m.ok += 1;
                 self.m.inputs += inputs as u64;
@@ -212,7 +219,7 @@ where
         (_, Stop::Duration(d)) => d,
         _ => end.saturating_duration_since(measure_start),
     };
-    r.m.wall = end.duration_since(start);
+    r.m.wall = end.saturating_duration_since(measure_start);
     (r.m, snap)
 }
 
@@ -252,24 +259,23 @@ async fn closed_loop(
                 let done = Instant::now();
                 let no_reply = matches!(outcome, Outcome::Failed(_));
                 // --duration: every reply that arrives after the warm-up (from a request sent
-                // before the end) counts, so a server slower than the warm-up still shows its
-                // throughput. --requests: the N requests sent after the warm-up.
+                // before the end) counts toward throughput, so a server slower than the warm-up
+                // still shows it; latency is of the requests sent after the warm-up only (a
+                // warm-up request's wait is partly warm-up time). --requests: the N requests
+                // sent after the warm-up.
                 let counted = match ctx.stop {
                     Stop::Duration(_) => done >= measure_start,
                     Stop::Requests(_) => sent_measuring,
                 };
+                let latency = sent_measuring.then(|| done - t0);
                 if counted {
                     if outcome != Outcome::Ok {
                         counters.errors.fetch_add(1, Ordering::Relaxed);
                     }
                     counters.done.fetch_add(1, Ordering::Relaxed);
-                    rec.lock().unwrap_or_else(|p| p.into_inner()).record(
-                        req.kind,
-                        req.inputs,
-                        outcome,
-                        done - t0,
-                        done,
-                    );
+                    rec.lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .record(req.kind, req.inputs, outcome, latency, done);
                 }
                 if no_reply {
                     // A server that is down or refusing connections is not hammered with
@@ -344,7 +350,7 @@ async fn open_loop(
                     req.kind,
                     req.inputs,
                     outcome,
-                    done - scheduled,
+                    Some(done - scheduled),
                     done,
                 );
             }

@@ -164,7 +164,8 @@ pub struct LevelReport {
     pub duration_s: f64,
     pub requests_per_s: f64,
     pub inputs_per_s: f64,
-    /// Of successful replies; `null` when there were none.
+    /// Of successful replies (closed loop --duration: of requests sent after the warm-up);
+    /// `null` when there were none.
     pub latency: Option<Latency>,
     pub errors_by_status: BTreeMap<String, u64>,
     pub errors_by_kind: BTreeMap<String, u64>,
@@ -213,10 +214,10 @@ impl LevelReport {
                 kinds
                     .iter()
                     .zip(&m.per_kind)
-                    .zip(&m.per_kind_errors)
-                    .map(|((s, h), e)| ScenarioReport {
+                    .zip(m.per_kind_ok.iter().zip(&m.per_kind_errors))
+                    .map(|((s, h), (ok, e))| ScenarioReport {
                         scenario: *s,
-                        requests: h.len(),
+                        requests: *ok,
                         errors: *e,
                         latency: Latency::of(h),
                     })
