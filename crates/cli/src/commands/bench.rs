@@ -431,8 +431,8 @@ async fn bench(
     let mut levels = Vec::new();
     for level in &plan.levels {
         let label = match level {
-            Level::Concurrency(c) => format!("concurrency {c}"),
-            Level::Rate(r) => format!("rate {}/s", report::num(*r)),
+            Level::Concurrency(c) => format!("c={c}"),
+            Level::Rate(r) => format!("{}/s", report::num(*r)),
         };
         let stats_client = ctx.clone();
         // When the warm-up ends: the client's CPU time and the server's totals.

@@ -144,7 +144,7 @@ fn progress_bar(ctx: &Ctx, label: &str) -> ProgressBar {
         Stop::Requests(n) => (n, "req"),
     };
     let pb = ProgressBar::new(len.max(1));
-    let template = format!("{{prefix:>14}} [{{bar:30}}] {{pos}}/{{len}} {unit} {{msg}}");
+    let template = format!("{{prefix:>9}} [{{bar:24}}] {{pos}}/{{len}} {unit} {{wide_msg}}");
     if let Ok(style) = ProgressStyle::with_template(&template) {
         pb.set_style(style.progress_chars("=> "));
     }
@@ -193,7 +193,7 @@ where
                 } else {
                     "measuring"
                 };
-                pb.set_message(format!("{phase}: {done} done, {errors} errors"));
+                pb.set_message(format!("{phase}: {done} done, {errors} err"));
             }
         })
     };
