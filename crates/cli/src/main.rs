@@ -1,5 +1,5 @@
 //! The `nlpd` binary: `serve` and the one-shot task commands (`embed`, `classify`, `entities`,
-//! `explain`), `models` and `train`; `bench`, `tune` and `profile` follow.
+//! `explain`), `models`, `train` and `bench`; `tune` and `profile` follow.
 
 mod commands;
 mod io;
@@ -62,6 +62,16 @@ enum Command {
     /// options and seed give the same model.safetensors bit for bit. docs/MODELS.md shows the
     /// command that made the pack's sentiment head.
     Train(Box<commands::train::Args>),
+    /// Load-test a server: latency percentiles and throughput per concurrency or rate level.
+    ///
+    /// Drives any nlpd server (--url, or one bench starts itself) and, with `--scenario
+    /// openai-embed`, any OpenAI-compatible /v1/embeddings endpoint, with real texts. Closed loop
+    /// (--concurrency, a list sweeps) or open loop (--rate: requests sent on schedule whatever the
+    /// replies, latency from the scheduled time, so coordinated omission does not hide queueing).
+    /// Reports req/s, inputs/s, p50/p90/p95/p99/max, errors by status and kind, the server's
+    /// queue/tokenize/inference/postprocess split and the client's own CPU; --json, --csv, --plot.
+    /// docs/TOOLS.md explains the numbers.
+    Bench(Box<commands::bench::Args>),
 }
 
 fn main() -> ExitCode {
@@ -84,6 +94,7 @@ fn main() -> ExitCode {
         Command::Serve(a) => commands::serve::run(*a, &cli.models_dir),
         Command::Models(c) => commands::models::run(c, &cli.models_dir),
         Command::Train(a) => commands::train::run(*a, &cli.models_dir),
+        Command::Bench(a) => commands::bench::run(*a, &cli.models_dir),
     };
     match result {
         Ok(0) => ExitCode::SUCCESS,

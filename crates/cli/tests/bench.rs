@@ -1,0 +1,409 @@
+//! `nlpd bench` through the real binary against real servers (no mocks): the server bench starts
+//! itself (closed loop, JSON), an `nlpd serve` started here (open loop, CSV and SVG), errors that
+//! are counted and reported (a refused connection, 413 from a tiny queue), and bad flags.
+//! No timing assertions: only shapes, counts and invariants.
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+const MODEL: &str = "all-MiniLM-L6-v2";
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn models() -> PathBuf {
+    std::env::var_os("NLPD_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("models"))
+}
+
+fn under_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// The pack's embedding model: a failure under CI, a loud skip elsewhere.
+fn have_model() -> bool {
+    let dir = models().join(MODEL);
+    if dir.join(".nlpd-pack.json").is_file() {
+        return true;
+    }
+    assert!(
+        !under_ci(),
+        "{} missing under CI: run `make models`",
+        dir.display()
+    );
+    eprintln!(
+        "\n!!! SKIPPING: {} not installed; run `make models` !!!\n",
+        dir.display()
+    );
+    false
+}
+
+struct Tmp(PathBuf);
+
+impl Tmp {
+    fn new(name: &str) -> Self {
+        let p = std::env::temp_dir().join(format!("nlpd-bench-test-{}-{name}", std::process::id()));
+        std::fs::remove_dir_all(&p).ok();
+        std::fs::create_dir_all(&p).expect("temp dir");
+        Tmp(p)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Tmp {
+    fn drop(&mut self) {
+        std::fs::remove_dir_all(&self.0).ok();
+    }
+}
+
+fn bench(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_nlpd"))
+        .arg("bench")
+        .args(args)
+        .env("NLPD_MODELS_DIR", models())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run nlpd bench")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).to_string()
+}
+
+fn json_report(out: &Output) -> Value {
+    assert!(
+        out.status.success(),
+        "nlpd bench failed ({}):\n{}",
+        out.status,
+        text(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        )
+    })
+}
+
+fn f(v: &Value, key: &str) -> f64 {
+    v[key]
+        .as_f64()
+        .unwrap_or_else(|| panic!("`{key}` is not a number in {v}"))
+}
+
+/// Kills (and reaps) the server on drop.
+struct Server(Child, String);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `nlpd serve --port 0` with a temporary data dir; its URL once it prints `listening on`.
+fn serve(data: &Path, extra: &[&str]) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nlpd"))
+        .args(["serve", "--host", "127.0.0.1", "--port", "0", "--model"])
+        .arg(format!("{MODEL}={}", models().join(MODEL).display()))
+        .args(extra)
+        .env("NLPD_MODELS_DIR", models())
+        .env("NLPD_DATA_DIR", data)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn nlpd serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let mut sent = false;
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if !sent {
+                if let Some(url) = line.trim().strip_prefix("listening on ") {
+                    let _ = tx.send(url.trim_end_matches('/').to_string());
+                    sent = true;
+                }
+            }
+        }
+    });
+    let url = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("nlpd serve printed `listening on ...` within 60 s");
+    Server(child, url)
+}
+
+#[test]
+fn own_server_closed_loop_sweep_reports_two_consistent_levels() {
+    if !have_model() {
+        return;
+    }
+    let out = bench(&[
+        "--scenario",
+        "embed",
+        "--concurrency",
+        "1,4",
+        "--duration",
+        "1s",
+        "--warmup",
+        "0s",
+        "--batch",
+        "2",
+        "--json",
+    ]);
+    let doc = json_report(&out);
+    assert_eq!(doc["settings"]["own_server"], true, "{doc}");
+    assert_eq!(doc["settings"]["mode"], "closed");
+    let levels = doc["levels"].as_array().expect("levels");
+    assert_eq!(levels.len(), 2, "{doc}");
+    for (l, c) in levels.iter().zip([1, 4]) {
+        assert_eq!(l["concurrency"], c);
+        assert!(l["requests"].as_u64().unwrap() > 0, "{l}");
+        assert_eq!(l["errors"], 0, "{l}");
+        assert_eq!(l["inputs"].as_u64(), l["requests"].as_u64().map(|r| 2 * r));
+        let lat = &l["latency"];
+        let (p50, p99, max) = (f(lat, "p50_ms"), f(lat, "p99_ms"), f(lat, "max_ms"));
+        assert!(0.0 < p50 && p50 <= p99 && p99 <= max, "{lat}");
+        assert!(f(lat, "p90_ms") <= f(lat, "p95_ms") && f(lat, "p95_ms") <= p99);
+        let (rps, ips) = (f(l, "requests_per_s"), f(l, "inputs_per_s"));
+        assert!(
+            rps > 0.0 && (ips - 2.0 * rps).abs() < 1e-6 * ips.max(1.0),
+            "{l}"
+        );
+        // The server's own split comes from nlpd's /v1/stats.
+        let server = &l["server"];
+        assert!(server.is_object(), "no server split: {l}");
+        assert!(server["inference_ms"].as_f64().unwrap() > 0.0, "{server}");
+        // The client's CPU share is known on Linux.
+        if cfg!(target_os = "linux") {
+            assert!(l["client_cpu_percent"].as_f64().is_some(), "{l}");
+        }
+    }
+}
+
+#[test]
+fn a_mix_reports_each_scenario() {
+    if !have_model() {
+        return;
+    }
+    // rerank without a cross-encoder uses the embedding model: both need only MiniLM.
+    let out = bench(&[
+        "--mix",
+        "embed=1,rerank=1",
+        "--batch",
+        "3",
+        "--concurrency",
+        "2",
+        "--requests",
+        "6",
+        "--warmup",
+        "0s",
+        "--json",
+    ]);
+    let doc = json_report(&out);
+    assert_eq!(doc["settings"]["scenario"], "mixed", "{doc}");
+    let l = &doc["levels"][0];
+    assert_eq!(
+        (l["requests"].as_u64(), l["errors"].as_u64()),
+        (Some(6), Some(0)),
+        "{l}"
+    );
+    assert_eq!(l["inputs"], 18, "{l}");
+    let per: Vec<(String, u64)> = l["scenarios"]
+        .as_array()
+        .expect("scenarios")
+        .iter()
+        .map(|s| {
+            (
+                s["scenario"].as_str().unwrap().to_string(),
+                s["requests"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(per, vec![("embed".into(), 3), ("rerank".into(), 3)], "{l}");
+}
+
+#[test]
+fn open_loop_against_a_running_server_writes_csv_and_svg() {
+    if !have_model() {
+        return;
+    }
+    let tmp = Tmp::new("open");
+    let server = serve(&tmp.path("data"), &[]);
+    let (csv, svg) = (tmp.path("out.csv"), tmp.path("out.svg"));
+    let out = bench(&[
+        "--url",
+        &server.1,
+        "--rate",
+        "4",
+        "--duration",
+        "1s",
+        "--warmup",
+        "0s",
+        "--csv",
+        csv.to_str().unwrap(),
+        "--plot",
+        svg.to_str().unwrap(),
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(
+        out.status.success(),
+        "nlpd bench failed ({}):\n{stdout}\n{}",
+        out.status,
+        text(&out.stderr)
+    );
+    assert!(
+        stdout.contains("req/s") && stdout.contains("4/s"),
+        "{stdout}"
+    );
+
+    let csv = std::fs::read_to_string(&csv).expect("the --csv file");
+    let rows: Vec<&str> = csv.lines().collect();
+    assert_eq!(rows.len(), 2, "a header and one row:\n{csv}");
+    let header: Vec<&str> = rows[0].split(',').collect();
+    assert!(header.contains(&"p99_ms") && header.contains(&"requests_per_s"));
+    let row: Vec<&str> = rows[1].split(',').collect();
+    assert_eq!(row.len(), header.len(), "{csv}");
+    let col = |name: &str| row[header.iter().position(|h| *h == name).unwrap()];
+    assert_eq!(col("rate"), "4");
+    assert!(col("requests").parse::<u64>().unwrap() > 0, "{csv}");
+
+    let svg = std::fs::read_to_string(&svg).expect("the --plot file");
+    assert!(svg.starts_with("<svg"), "{}", &svg[..svg.len().min(200)]);
+    assert_eq!(svg.matches("<polyline").count(), 2, "{svg}");
+    assert!(svg.contains("Throughput") && svg.contains("p99"));
+    assert!(svg.trim_end().ends_with("</svg>"));
+}
+
+#[test]
+fn refused_connections_are_counted_by_kind_and_reported() {
+    // A port nothing listens on (bound, then released).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let out = bench(&[
+        "--url",
+        &url,
+        "--concurrency",
+        "2",
+        "--duration",
+        "300ms",
+        "--warmup",
+        "0s",
+        "--json",
+    ]);
+    let doc = json_report(&out);
+    let l = &doc["levels"][0];
+    assert_eq!(l["requests"], 0, "{l}");
+    assert!(l["latency"].is_null(), "{l}");
+    let kinds = l["errors_by_kind"].as_object().expect("errors_by_kind");
+    let refused = kinds
+        .iter()
+        .find(|(k, _)| k.contains("refused"))
+        .unwrap_or_else(|| panic!("no `connection refused` kind: {l}"));
+    assert!(refused.1.as_u64().unwrap() > 0);
+    assert_eq!(l["errors"].as_u64(), refused.1.as_u64(), "{l}");
+    assert!(l["server"].is_null());
+
+    // The table says the same in words.
+    let out = bench(&[
+        "--url",
+        &url,
+        "--concurrency",
+        "1",
+        "--requests",
+        "3",
+        "--warmup",
+        "0s",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("connect: connection refused×3"), "{stdout}");
+}
+
+#[test]
+fn http_errors_are_counted_by_status() {
+    if !have_model() {
+        return;
+    }
+    // A queue of one input refuses every request of two inputs with 413.
+    let out = bench(&[
+        "--serve-arg=--max-queue=1",
+        "--batch",
+        "2",
+        "--concurrency",
+        "2",
+        "--requests",
+        "20",
+        "--warmup",
+        "0s",
+        "--json",
+    ]);
+    let doc = json_report(&out);
+    let l = &doc["levels"][0];
+    assert_eq!(l["requests"], 0, "{l}");
+    assert_eq!(l["errors"], 20, "{l}");
+    assert_eq!(l["errors_by_status"]["413"], 20, "{l}");
+    assert!(
+        text(&out.stderr).contains("--max-queue"),
+        "the first failure is explained: {}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn bad_flags_exit_2_naming_the_flag() {
+    for (args, flag) in [
+        (&["--concurrency", "0"][..], "--concurrency"),
+        (&["--concurrency", "4,x"], "--concurrency"),
+        (&["--scenario", "nope"], "--scenario"),
+        (&["--duration", "abc"], "--duration"),
+        (&["--rate", "0"], "--rate"),
+        (&["--rate=-1"], "--rate"),
+        (&["--rate", "5", "--concurrency", "2"], "--concurrency"),
+        (&["--batch", "0"], "--batch"),
+        (&["--scenario", "embed", "--mix", "embed=1"], "--mix"),
+        (&["--scenario", "mixed", "--mix", "verify=1"], "--mix"),
+        (&["--scenario", "explain", "--batch", "2"], "--batch"),
+        (&["--url", "https://example.com"], "--url"),
+        (&["--corpus", "/nonexistent/corpus.txt"], "--corpus"),
+    ] {
+        let out = bench(args);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(flag),
+            "{args:?}: the message names {flag}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+    // --help documents the flags with their defaults and an example.
+    let out = Command::new(env!("CARGO_BIN_EXE_nlpd"))
+        .args(["bench", "--help"])
+        .output()
+        .expect("nlpd bench --help");
+    let help = text(&out.stdout);
+    for s in [
+        "--concurrency",
+        "[default: 1,8,32,128]",
+        "--rate",
+        "coordinated",
+        "Examples:",
+    ] {
+        assert!(help.contains(s), "--help lacks {s}:\n{help}");
+    }
+}
