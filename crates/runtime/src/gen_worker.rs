@@ -4,7 +4,9 @@
 use crate::error::{Result, RuntimeError};
 use crate::metrics as m;
 use crate::stats::{Stage, Stats};
-use nlpd_engine::generate::{ChatMessage, FinishReason, GenModel, GenerateOptions, Generation};
+use nlpd_engine::generate::{
+    ChatMessage, FinishReason, GenModel, GenerateOptions, Generation, JudgePrompt, NliJudge,
+};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
@@ -44,6 +46,13 @@ enum Job {
     Logits {
         input: GenInput,
         reply: oneshot::Sender<Result<Vec<f32>>>,
+    },
+    /// NLI by the generative judge: entailment / neutral / contradiction scores per pair.
+    Nli {
+        pairs: Vec<(String, String)>,
+        deadline: Instant,
+        enqueued: Instant,
+        reply: oneshot::Sender<Result<Vec<[f32; 3]>>>,
     },
 }
 
@@ -141,6 +150,24 @@ impl GeneratorHandle {
             .map_err(|_| RuntimeError::Internal(format!("worker of `{}` stopped", self.name)))?
     }
 
+    /// Judges premise / hypothesis pairs (one forward pass each, in order; see `NliJudge`):
+    /// probabilities of entailment, neutral and contradiction per pair.
+    pub async fn nli(
+        &self,
+        pairs: Vec<(String, String)>,
+        deadline: Instant,
+    ) -> Result<Vec<[f32; 3]>> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Job::Nli {
+            pairs,
+            deadline,
+            enqueued: Instant::now(),
+            reply,
+        })?;
+        rx.await
+            .map_err(|_| RuntimeError::Internal(format!("worker of `{}` stopped", self.name)))?
+    }
+
     pub fn close(&self) {
         self.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
     }
@@ -163,6 +190,29 @@ fn prompt_ids(model: &GenModel, input: &GenInput) -> Result<Vec<u32>> {
     Ok(model.encode(&text)?)
 }
 
+/// Scores each pair with the model's judge (made on first use), stopping at the deadline.
+fn judge_pairs(
+    model: &mut GenModel,
+    judge: &mut Option<NliJudge>,
+    pairs: &[(String, String)],
+    deadline: Instant,
+) -> Result<Vec<[f32; 3]>> {
+    if judge.is_none() {
+        *judge = Some(NliJudge::new(model, JudgePrompt::TrueFalse)?);
+    }
+    let Some(j) = judge.as_ref() else {
+        return Err(RuntimeError::Internal("no judge".into()));
+    };
+    let mut out = Vec::with_capacity(pairs.len());
+    for (premise, hypothesis) in pairs {
+        if Instant::now() >= deadline {
+            return Err(RuntimeError::DeadlineExceeded);
+        }
+        out.push(j.scores(model, premise, hypothesis)?);
+    }
+    Ok(out)
+}
+
 fn run(
     name: String,
     mut model: GenModel,
@@ -170,8 +220,29 @@ fn run(
     depth: Arc<AtomicUsize>,
     stats: Arc<Stats>,
 ) {
+    let mut judge: Option<NliJudge> = None;
     while let Ok(job) = rx.recv() {
         match job {
+            Job::Nli {
+                pairs,
+                deadline,
+                enqueued,
+                reply,
+            } => {
+                let start = Instant::now();
+                stats.stage("nli", &name, Stage::Queue, start.duration_since(enqueued));
+                m::stage(m::QUEUE_DURATION, &name, start.duration_since(enqueued));
+                let result = if reply.is_closed() {
+                    metrics::counter!(m::DROPPED, "model" => name.clone()).increment(1);
+                    Err(RuntimeError::DeadlineExceeded)
+                } else {
+                    judge_pairs(&mut model, &mut judge, &pairs, deadline)
+                };
+                let took = start.elapsed();
+                stats.stage("nli", &name, Stage::Inference, took);
+                m::stage(m::INFERENCE_DURATION, &name, took);
+                let _ = reply.send(result);
+            }
             Job::Logits { input, reply } => {
                 let r =
                     prompt_ids(&model, &input).and_then(|ids| Ok(model.next_token_logits(&ids)?));

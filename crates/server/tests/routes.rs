@@ -55,7 +55,12 @@ async fn full_server() -> Option<TestServer> {
             defaults,
             BatchConfig::default(),
             None,
-            ServerConfig::default(),
+            // Generation on 2 busy cores (the rest of the suite runs beside it) can take longer
+            // than the default deadline.
+            ServerConfig {
+                request_timeout: std::time::Duration::from_secs(300),
+                ..ServerConfig::default()
+            },
             false,
         )
         .await,

@@ -2,12 +2,14 @@
 //! chat templates, greedy and sampled decoding with stop strings and incremental output.
 
 mod gguf_tokenizer;
+mod judge;
 mod llm;
 pub use llm::find_gguf;
 mod stream;
 mod template;
 
 pub use gguf_tokenizer::tokenizer_from_gguf;
+pub use judge::{JudgePrompt, NliJudge, NLI_LABELS};
 pub use llm::{FinishReason, GenModel, GenTiming, GenerateOptions, Generation};
 pub use stream::StopMatcher;
 pub use template::{ChatMessage, ChatTemplate};

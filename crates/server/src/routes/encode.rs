@@ -4,13 +4,17 @@
 use super::respond;
 use crate::error::ApiError;
 use crate::json::ApiJson;
-use crate::pipeline::{postprocess, run_encoder, run_encoder_as, tokenize_texts, Input, RunOpts};
+use crate::pipeline::{
+    deadline, postprocess, run_encoder, run_encoder_as, tokenize_texts, Input, RunOpts,
+};
 use crate::state::{AppState, Served};
 use crate::types::{check_count, ClassifyInputs, LabelScore, Texts, Usage};
 use axum::extract::State;
 use axum::response::Response;
 use base64::Engine as _;
+use nlpd_engine::generate::NLI_LABELS;
 use nlpd_engine::{entities_of, Aggregation, EncoderOp, EntityOutput, OpOutput, TokenPredictions};
+use nlpd_runtime::ModelKind;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -255,6 +259,48 @@ pub async fn classify(
     Ok(respond(run.served, json!({ "results": results })))
 }
 
+/// `/v1/nli` by a generative model: one prompt per pair, the next-token probabilities of the
+/// answer words (`NliJudge`), in the worker's queue like any generation. Not cached.
+async fn nli_judge(st: &AppState, name: String, req: NliRequest) -> Result<Response, ApiError> {
+    if let Some(i) = req
+        .pairs
+        .iter()
+        .position(|p| p.premise.trim().is_empty() || p.hypothesis.trim().is_empty())
+    {
+        return Err(ApiError::unprocessable(
+            "pairs",
+            format!("pairs[{i}]: the premise and the hypothesis must not be empty"),
+        ));
+    }
+    let handle = st.registry.generator(&name).await?;
+    let (dl, _) = deadline(st, req.timeout_ms);
+    let n = req.pairs.len();
+    let pairs = req
+        .pairs
+        .into_iter()
+        .map(|p| (p.premise, p.hypothesis))
+        .collect();
+    let scores = handle.nli(pairs, dl).await?;
+    let results: Vec<Value> = scores
+        .iter()
+        .map(|s| {
+            let best = (0..3).fold(0, |b, i| if s[i] > s[b] { i } else { b });
+            let map: serde_json::Map<String, Value> = NLI_LABELS
+                .iter()
+                .zip(s)
+                .map(|(l, x)| (l.to_string(), json!(x)))
+                .collect();
+            json!({"label": NLI_LABELS[best], "scores": map})
+        })
+        .collect();
+    let served = Served {
+        task: "nli",
+        model: name,
+        inputs: n,
+    };
+    Ok(respond(served, json!({ "results": results })))
+}
+
 #[derive(Deserialize, Clone, Copy, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum AggregationParam {
@@ -463,12 +509,28 @@ pub struct NliRequest {
     cache: bool,
 }
 
-/// NLI with a cross-encoder whose labels name entailment / neutral / contradiction.
+/// NLI with a cross-encoder whose labels name entailment / neutral / contradiction, or, when the
+/// request names a generative model or no NLI model is configured, the generative judge.
 pub async fn nli(
     State(st): State<AppState>,
     ApiJson(req): ApiJson<NliRequest>,
 ) -> Result<Response, ApiError> {
     check_count(req.pairs.len(), "pairs", st.config.max_inputs_per_request)?;
+    let generator = |n: &str| {
+        st.registry
+            .spec(n)
+            .is_some_and(|s| s.kind == ModelKind::Generator)
+    };
+    let judge = match req.model.as_deref() {
+        Some(m) => generator(m).then(|| m.to_string()),
+        None => match st.registry.default_for("nli") {
+            Some(n) => generator(n).then(|| n.to_string()),
+            None => st.registry.default_for("generate").map(str::to_string),
+        },
+    };
+    if let Some(name) = judge {
+        return nli_judge(&st, name, req).await;
+    }
     let inputs: Vec<Input> = req
         .pairs
         .into_iter()

@@ -1,0 +1,186 @@
+//! NLI without an NLI model: an instruct LM judges a premise / hypothesis pair in one forward pass.
+//!
+//! The pair goes into a chat prompt that asks for a one-word answer; the scores are the model's
+//! next-token probabilities of the three answer words, renormalized over the three. No sampling:
+//! the same pair always gets the same scores.
+
+use super::{ChatMessage, GenModel};
+use crate::error::{EngineError, Result};
+
+/// The labels, in the order of `NliJudge::scores`' output.
+pub const NLI_LABELS: [&str; 3] = ["entailment", "neutral", "contradiction"];
+
+/// How a pair is asked, and which answer words stand for which label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JudgePrompt {
+    /// "Is the hypothesis true, false, or unknown given the premise?": true / unknown / false.
+    TrueFalse,
+    /// "Does the premise imply the hypothesis?": yes / maybe / no.
+    YesNo,
+}
+
+impl JudgePrompt {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "true-false" => Some(JudgePrompt::TrueFalse),
+            "yes-no" => Some(JudgePrompt::YesNo),
+            _ => None,
+        }
+    }
+
+    /// Answer words per label (entailment, neutral, contradiction).
+    fn words(self) -> [&'static str; 3] {
+        match self {
+            JudgePrompt::TrueFalse => ["true", "unknown", "false"],
+            JudgePrompt::YesNo => ["yes", "maybe", "no"],
+        }
+    }
+
+    pub fn messages(self, premise: &str, hypothesis: &str) -> Vec<ChatMessage> {
+        let (premise, hypothesis) = (premise.trim(), hypothesis.trim());
+        let text = match self {
+            JudgePrompt::TrueFalse => format!(
+                "Read the premise and decide whether the hypothesis is true, false, or unknown \
+                 based only on the premise.\n\nPremise: {premise}\nHypothesis: {hypothesis}\n\n\
+                 Answer with one word: true, false, or unknown."
+            ),
+            JudgePrompt::YesNo => format!(
+                "Premise: {premise}\nHypothesis: {hypothesis}\n\nDoes the premise imply the \
+                 hypothesis? Answer with one word: yes (it must be true), no (it must be false), \
+                 or maybe (the premise does not say)."
+            ),
+        };
+        vec![ChatMessage::new("user", &text)]
+    }
+}
+
+/// The judge for one model: the answer words' first tokens, resolved once.
+#[derive(Debug, Clone)]
+pub struct NliJudge {
+    prompt: JudgePrompt,
+    /// Per label, the token ids that start its answer word (lower case and capitalized).
+    tokens: [Vec<u32>; 3],
+}
+
+impl NliJudge {
+    pub fn new(model: &GenModel, prompt: JudgePrompt) -> Result<Self> {
+        let mut tokens: [Vec<u32>; 3] = Default::default();
+        for (slot, word) in tokens.iter_mut().zip(prompt.words()) {
+            let mut cap = word.to_string();
+            cap[..1].make_ascii_uppercase();
+            for w in [word.to_string(), cap] {
+                let ids = model.encode(&w)?;
+                let first = *ids.first().ok_or_else(|| {
+                    EngineError::InvalidInput(format!("the tokenizer gives no token for `{w}`"))
+                })?;
+                if !slot.contains(&first) {
+                    slot.push(first);
+                }
+            }
+        }
+        // Two labels starting with the same token could not be told apart.
+        for i in 0..3 {
+            for j in i + 1..3 {
+                if tokens[i].iter().any(|t| tokens[j].contains(t)) {
+                    return Err(EngineError::InvalidInput(format!(
+                        "the answer words of `{}` and `{}` start with the same token",
+                        NLI_LABELS[i], NLI_LABELS[j]
+                    )));
+                }
+            }
+        }
+        Ok(NliJudge { prompt, tokens })
+    }
+
+    pub fn prompt(&self) -> JudgePrompt {
+        self.prompt
+    }
+
+    /// The prompt's token ids for one pair.
+    pub fn prompt_ids(
+        &self,
+        model: &GenModel,
+        premise: &str,
+        hypothesis: &str,
+    ) -> Result<Vec<u32>> {
+        let text = model.render_chat(&self.prompt.messages(premise, hypothesis))?;
+        model.encode(&text)
+    }
+
+    /// Probabilities of entailment, neutral, contradiction (summing to 1) from next-token logits.
+    pub fn scores_from_logits(&self, logits: &[f32]) -> Result<[f32; 3]> {
+        let mut label = [0f64; 3];
+        for (l, ids) in label.iter_mut().zip(&self.tokens) {
+            let xs: Vec<f64> = ids
+                .iter()
+                .map(|&t| {
+                    logits.get(t as usize).map(|&x| x as f64).ok_or_else(|| {
+                        EngineError::InvalidInput(format!(
+                            "token {t} is outside the {} logits",
+                            logits.len()
+                        ))
+                    })
+                })
+                .collect::<Result<_>>()?;
+            let m = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            *l = m + xs.iter().map(|x| (x - m).exp()).sum::<f64>().ln();
+        }
+        let m = label.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let e: Vec<f64> = label.iter().map(|x| (x - m).exp()).collect();
+        let sum: f64 = e.iter().sum();
+        Ok([
+            (e[0] / sum) as f32,
+            (e[1] / sum) as f32,
+            (e[2] / sum) as f32,
+        ])
+    }
+
+    /// Judges one pair: one forward pass over the prompt.
+    pub fn scores(
+        &self,
+        model: &mut GenModel,
+        premise: &str,
+        hypothesis: &str,
+    ) -> Result<[f32; 3]> {
+        let ids = self.prompt_ids(model, premise, hypothesis)?;
+        let logits = model.next_token_logits(&ids)?;
+        self.scores_from_logits(&logits)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scores_renormalize_the_answer_words_and_sum_to_one() {
+        let judge = NliJudge {
+            prompt: JudgePrompt::TrueFalse,
+            tokens: [vec![1, 2], vec![3], vec![4]],
+        };
+        // Token 0 (not an answer word) is the most likely: it does not count.
+        let logits = [10.0, 1.0, 1.0, 1.0, 0.0];
+        let s = judge.scores_from_logits(&logits).unwrap();
+        assert!((s.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        // Two spellings of entailment add up: e + e against e and 1.
+        let e = std::f32::consts::E;
+        assert!((s[0] - 2.0 * e / (3.0 * e + 1.0)).abs() < 1e-6, "{s:?}");
+        assert!((s[1] - e / (3.0 * e + 1.0)).abs() < 1e-6, "{s:?}");
+        assert!(judge.scores_from_logits(&logits[..3]).is_err());
+    }
+
+    #[test]
+    fn prompts_carry_the_pair_and_the_answer_words() {
+        for p in [JudgePrompt::TrueFalse, JudgePrompt::YesNo] {
+            let m = p.messages(" A man eats. ", "Someone eats.");
+            assert_eq!(m.len(), 1);
+            assert!(m[0].content.contains("Premise: A man eats.\n"));
+            assert!(m[0].content.contains("Hypothesis: Someone eats."));
+            for w in p.words() {
+                assert!(m[0].content.contains(w), "{p:?}: {w}");
+            }
+        }
+        assert_eq!(JudgePrompt::parse("yes-no"), Some(JudgePrompt::YesNo));
+        assert_eq!(JudgePrompt::parse("nope"), None);
+    }
+}
