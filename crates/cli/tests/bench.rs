@@ -3,9 +3,12 @@
 //! are counted and reported (a refused connection, 413 from a tiny queue), and bad flags.
 //! No timing assertions: only shapes, counts and invariants.
 
+mod common;
+
+use common::{models, Tmp};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::thread;
@@ -13,57 +16,9 @@ use std::time::Duration;
 
 const MODEL: &str = "all-MiniLM-L6-v2";
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn models() -> PathBuf {
-    std::env::var_os("NLPD_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("models"))
-}
-
-fn under_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
 /// The pack's embedding model: a failure under CI, a loud skip elsewhere.
 fn have_model() -> bool {
-    let dir = models().join(MODEL);
-    if dir.join(".nlpd-pack.json").is_file() {
-        return true;
-    }
-    assert!(
-        !under_ci(),
-        "{} missing under CI: run `make models`",
-        dir.display()
-    );
-    eprintln!(
-        "\n!!! SKIPPING: {} not installed; run `make models` !!!\n",
-        dir.display()
-    );
-    false
-}
-
-struct Tmp(PathBuf);
-
-impl Tmp {
-    fn new(name: &str) -> Self {
-        let p = std::env::temp_dir().join(format!("nlpd-bench-test-{}-{name}", std::process::id()));
-        std::fs::remove_dir_all(&p).ok();
-        std::fs::create_dir_all(&p).expect("temp dir");
-        Tmp(p)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for Tmp {
-    fn drop(&mut self) {
-        std::fs::remove_dir_all(&self.0).ok();
-    }
+    common::pack(MODEL).is_some()
 }
 
 fn bench(args: &[&str]) -> Output {
@@ -240,7 +195,7 @@ fn open_loop_against_a_running_server_writes_csv_and_svg() {
     if !have_model() {
         return;
     }
-    let tmp = Tmp::new("open");
+    let tmp = Tmp::new("bench", "open");
     let server = serve(&tmp.path("data"), &[]);
     let (csv, svg) = (tmp.path("out.csv"), tmp.path("out.svg"));
     let out = bench(&[

@@ -1,35 +1,13 @@
 //! The one-shot commands end to end: real binary, real models, JSONL in and out, and one clear
 //! error line for each kind of bad input.
 
+mod common;
+
+use common::{models, pack, repo};
 use serde_json::Value;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+
 use std::process::{Command, Output, Stdio};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn models() -> PathBuf {
-    std::env::var_os("NLPD_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("models"))
-}
-
-fn pack(name: &str) -> Option<PathBuf> {
-    let dir = models().join(name);
-    if dir.join(".nlpd-pack.json").is_file() {
-        return Some(dir);
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
-        panic!("{} missing under CI: run `make models`", dir.display());
-    }
-    eprintln!(
-        "\n!!! SKIPPING: {} not installed; run `make models` !!!\n",
-        dir.display()
-    );
-    None
-}
 
 fn nlpd(args: &[&str], stdin: &str) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_nlpd"))

