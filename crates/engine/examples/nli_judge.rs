@@ -1,7 +1,8 @@
 //! Accuracy and speed of the generative NLI judge on a labelled JSONL set (default
 //! tests/data/nli_eval.jsonl): overall, per label and on the pairs marked `hard`.
 //!
-//!   cargo run --release -p nlpd-engine --example nli_judge -- MODEL.gguf [--prompt true-false|yes-no] [--data FILE]
+//!   cargo run --release -p nlpd-engine --example nli_judge -- MODEL.gguf [--prompt true-false|yes-no]
+//!       [--data FILE] [--every N]   (--every 4: every 4th pair, for slow models)
 
 use nlpd_engine::generate::{GenModel, JudgePrompt, NliJudge, NLI_LABELS};
 use std::time::Instant;
@@ -10,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let mut model_path = None;
     let mut prompt = JudgePrompt::TrueFalse;
+    let mut every = 1usize;
     let mut data = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../tests/data/nli_eval.jsonl"
@@ -22,6 +24,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 prompt = JudgePrompt::parse(&p).ok_or("--prompt: true-false or yes-no")?;
             }
             "--data" => data = args.next().ok_or("--data needs a file")?,
+            "--every" => {
+                every = args
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .filter(|&n| n > 0)
+                    .ok_or("--every needs a positive number")?
+            }
             _ => model_path = Some(a),
         }
     }
@@ -33,7 +42,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (mut hard_right, mut hard_total) = (0, 0);
     let mut confusion = [[0usize; 3]; 3];
     let start = Instant::now();
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+    for line in text.lines().filter(|l| !l.trim().is_empty()).step_by(every) {
         let v: serde_json::Value = serde_json::from_str(line)?;
         let gold = NLI_LABELS
             .iter()
@@ -53,6 +62,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         if v["hard"] == true {
             hard_total += 1;
             hard_right += usize::from(pred == gold);
+        }
+        let done: usize = total.iter().sum();
+        if done.is_multiple_of(8) {
+            let ok: usize = right.iter().sum();
+            eprintln!(
+                "{done} pairs: {ok} right, {:.2} pairs/s",
+                done as f64 / start.elapsed().as_secs_f64()
+            );
         }
     }
     let secs = start.elapsed().as_secs_f64();
