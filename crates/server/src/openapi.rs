@@ -767,6 +767,7 @@ fn generation_schemas() -> Value {
             "model": {"type": "string", "description": "A configured generative model; any other name means the default `generate` model."},
             "code": {"type": "string", "minLength": 1, "description": "The code to explain."},
             "language": {"type": "string", "description": "The code's language, e.g. `rust` (helps the prompt)."},
+            "detail": {"type": "string", "enum": ["brief", "detailed"], "default": "brief", "description": "How much to explain: what the code does, or its purpose, inputs and outputs, steps and edge cases (default max_tokens 512)."},
         }), 256, 0.0, "`frequency_penalty` defaults to 0.2 here. Other fields are accepted and ignored."),
         "ExplainResponse": {
             "type": "object", "required": ["explanation", "model", "finish_reason", "usage"],

@@ -2,7 +2,7 @@ use super::model_path;
 use crate::io::{opt_text_field, progress, records, text_field, Output};
 use anyhow::{Context, Result};
 use nlpd_engine::generate::{GenModel, GenerateOptions};
-use nlpd_runtime::prompts::explain_messages;
+use nlpd_runtime::prompts::{explain_messages, Detail};
 use serde_json::json;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -15,9 +15,13 @@ pub struct Args {
     /// Read JSONL ({"code": ..., "language"?: ...}) from this file instead of stdin.
     #[arg(long, env = "NLPD_INPUT")]
     input: Option<PathBuf>,
-    /// Most tokens to generate per input.
-    #[arg(long, env = "NLPD_MAX_TOKENS", default_value_t = 256)]
-    max_tokens: usize,
+    /// `brief` (what the code does) or `detailed` (purpose, inputs and outputs, steps, edge
+    /// cases); a record's own "detail" field wins.
+    #[arg(long, env = "NLPD_EXPLAIN_DETAIL", default_value = "brief", value_parser = parse_detail)]
+    detail: Detail,
+    /// Most tokens to generate per input [default: 256 brief, 512 detailed].
+    #[arg(long, env = "NLPD_MAX_TOKENS")]
+    max_tokens: Option<usize>,
     /// Sampling temperature; 0 is greedy (deterministic).
     #[arg(long, env = "NLPD_TEMPERATURE", default_value_t = 0.0)]
     temperature: f64,
@@ -43,7 +47,7 @@ pub fn run(args: Args, models_dir: &Path) -> Result<usize> {
     let mut model =
         GenModel::load(&path).with_context(|| format!("cannot load model {}", path.display()))?;
     let opts = GenerateOptions {
-        max_tokens: args.max_tokens,
+        max_tokens: 0,
         temperature: args.temperature,
         top_p: args.top_p,
         seed: args.seed,
@@ -64,9 +68,15 @@ pub fn run(args: Args, models_dir: &Path) -> Result<usize> {
                 .or_else(|_| text_field(&m, "text"))?
                 .to_string();
             let lang = opt_text_field(&m, "language")?.map(str::to_string);
-            Ok((code, lang))
+            let detail = match opt_text_field(&m, "detail")? {
+                None => args.detail,
+                Some(d) => Detail::parse(d).ok_or_else(|| {
+                    format!("field `detail` must be \"brief\" or \"detailed\", not {d:?}")
+                })?,
+            };
+            Ok((code, lang, detail))
         });
-        let (code, lang) = match item {
+        let (code, lang, detail) = match item {
             Ok(x) => x,
             Err(e) => {
                 out.error(rec.line, &e)?;
@@ -74,7 +84,7 @@ pub fn run(args: Args, models_dir: &Path) -> Result<usize> {
             }
         };
         let prompt = model
-            .render_chat(&explain_messages(&code, lang.as_deref()))
+            .render_chat(&explain_messages(&code, lang.as_deref(), detail))
             .and_then(|p| model.encode(&p));
         let ids = match prompt {
             Ok(ids) => ids,
@@ -84,6 +94,12 @@ pub fn run(args: Args, models_dir: &Path) -> Result<usize> {
             }
         };
         let streaming = !args.json;
+        let opts = GenerateOptions {
+            max_tokens: args
+                .max_tokens
+                .unwrap_or_else(|| detail.default_max_tokens()),
+            ..opts.clone()
+        };
         let result = model.generate(&ids, &opts, &mut |piece| {
             if streaming {
                 let w = out.raw();
@@ -111,4 +127,8 @@ pub fn run(args: Args, models_dir: &Path) -> Result<usize> {
     }
     bar.finish_and_clear();
     Ok(out.failed)
+}
+
+fn parse_detail(s: &str) -> Result<Detail, String> {
+    Detail::parse(s).ok_or_else(|| format!("expected `brief` or `detailed`, not `{s}`"))
 }

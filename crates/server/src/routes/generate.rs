@@ -14,7 +14,7 @@ use nlpd_engine::generate::{ChatMessage, FinishReason, GenerateOptions, Generati
 use nlpd_runtime::cache::{
     generation_is_deterministic, generation_key, CachedValue, GenPrompt, GenResult,
 };
-use nlpd_runtime::prompts::explain_messages;
+use nlpd_runtime::prompts::{explain_messages, Detail};
 use nlpd_runtime::{metrics as m, Stats};
 use nlpd_runtime::{GenEvent, GenInput};
 use serde::Deserialize;
@@ -517,6 +517,9 @@ pub struct ExplainRequest {
     model: Option<String>,
     code: String,
     language: Option<String>,
+    /// `brief` (default) or `detailed`.
+    #[serde(default)]
+    detail: Detail,
     #[serde(default)]
     stream: bool,
     #[serde(flatten)]
@@ -538,8 +541,8 @@ pub async fn explain(
     if sampling.frequency_penalty.is_none() {
         sampling.frequency_penalty = Some(0.2);
     }
-    let opts = sampling.options(256, 0.0)?;
-    let messages = explain_messages(&req.code, req.language.as_deref());
+    let opts = sampling.options(req.detail.default_max_tokens(), 0.0)?;
+    let messages = explain_messages(&req.code, req.language.as_deref(), req.detail);
     if !req.stream {
         let (g, served) = generate_once(
             &st,
