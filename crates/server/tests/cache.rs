@@ -387,19 +387,9 @@ fn l2(url: &str, prefix: &str) -> RedisConfig {
     }
 }
 
-/// Polls `GET /v1/cache` until `done` holds (at most ~20 s), returning the last report.
+/// Polls `GET /v1/cache` until `done` holds (at most 20 s), returning the report.
 async fn wait_for(s: &TestServer, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-    for _ in 0..200 {
-        let r = cache_report(s).await;
-        if done(&r) {
-            return r;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!(
-        "{what}: never happened; last report {}",
-        cache_report(s).await
-    );
+    common::wait_until(s, "/v1/cache", |v| v, what, 20, done).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

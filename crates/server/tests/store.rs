@@ -62,22 +62,10 @@ async fn embed(s: &TestServer, body: Value) -> Value {
     r.json()
 }
 
-async fn store_stats(s: &TestServer) -> Value {
-    let stats = s.get("/v1/stats").await.json();
-    assert!(stats["store"].is_object(), "{stats}");
-    stats["store"].clone()
-}
-
-/// Polls the store section of `/v1/stats` until `done` holds (at most ~30 s).
+/// Polls the store section of `/v1/stats` until `done` holds (at most 30 s).
 async fn wait_store(s: &TestServer, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-    for _ in 0..300 {
-        let st = store_stats(s).await;
-        if done(&st) {
-            return st;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("{what}: never happened; last {}", store_stats(s).await);
+    let store = |v: Value| v["store"].clone();
+    common::wait_until(s, "/v1/stats", store, what, 30, done).await
 }
 
 /// One model's counters in `GET /v1/cache`.

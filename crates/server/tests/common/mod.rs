@@ -126,6 +126,29 @@ impl TestServer {
     }
 }
 
+/// Polls `GET path` until `done` holds for the part `pick` takes of its JSON, for at most `secs`
+/// seconds; returns that part, or panics with `what` and the last one.
+pub async fn wait_until(
+    s: &TestServer,
+    path: &str,
+    pick: impl Fn(Value) -> Value,
+    what: &str,
+    secs: u64,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..secs * 10 {
+        let r = s.get(path).await;
+        assert_eq!(r.status, 200, "{path}: {}", r.body);
+        last = pick(r.json());
+        if done(&last) {
+            return last;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("{what}: never happened; last {path}: {last}");
+}
+
 #[derive(Debug)]
 pub struct Resp {
     pub status: u16,
