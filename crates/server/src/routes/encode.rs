@@ -259,48 +259,6 @@ pub async fn classify(
     Ok(respond(run.served, json!({ "results": results })))
 }
 
-/// `/v1/nli` by a generative model: one prompt per pair, the next-token probabilities of the
-/// answer words (`NliJudge`), in the worker's queue like any generation. Not cached.
-async fn nli_judge(st: &AppState, name: String, req: NliRequest) -> Result<Response, ApiError> {
-    if let Some(i) = req
-        .pairs
-        .iter()
-        .position(|p| p.premise.trim().is_empty() || p.hypothesis.trim().is_empty())
-    {
-        return Err(ApiError::unprocessable(
-            "pairs",
-            format!("pairs[{i}]: the premise and the hypothesis must not be empty"),
-        ));
-    }
-    let handle = st.registry.generator(&name).await?;
-    let (dl, _) = deadline(st, req.timeout_ms);
-    let n = req.pairs.len();
-    let pairs = req
-        .pairs
-        .into_iter()
-        .map(|p| (p.premise, p.hypothesis))
-        .collect();
-    let scores = handle.nli(pairs, dl).await?;
-    let results: Vec<Value> = scores
-        .iter()
-        .map(|s| {
-            let best = (0..3).fold(0, |b, i| if s[i] > s[b] { i } else { b });
-            let map: serde_json::Map<String, Value> = NLI_LABELS
-                .iter()
-                .zip(s)
-                .map(|(l, x)| (l.to_string(), json!(x)))
-                .collect();
-            json!({"label": NLI_LABELS[best], "scores": map})
-        })
-        .collect();
-    let served = Served {
-        task: "nli",
-        model: name,
-        inputs: n,
-    };
-    Ok(respond(served, json!({ "results": results })))
-}
-
 #[derive(Deserialize, Clone, Copy, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum AggregationParam {
@@ -566,22 +524,52 @@ pub async fn nli(
     let results: Vec<Value> = run
         .outputs
         .iter()
-        .map(|o| {
-            let OpOutput::Classification(c) = o else {
-                return json!(null);
-            };
-            let best = c
-                .scores
-                .iter()
-                .enumerate()
-                .fold(0, |b, (i, s)| if *s > c.scores[b] { i } else { b });
-            let scores: serde_json::Map<String, Value> = labels
-                .iter()
-                .zip(&c.scores)
-                .map(|(l, s)| (l.clone(), json!(s)))
-                .collect();
-            json!({"label": labels[best], "scores": scores})
+        .map(|o| match o {
+            OpOutput::Classification(c) => nli_result(&labels, &c.scores),
+            _ => json!(null),
         })
         .collect();
     Ok(respond(run.served, json!({ "results": results })))
+}
+
+/// One pair's `{"label": the most probable, "scores": {label: probability}}`.
+fn nli_result(labels: &[impl AsRef<str>], scores: &[f32]) -> Value {
+    let best = (0..scores.len()).fold(0, |b, i| if scores[i] > scores[b] { i } else { b });
+    let map: serde_json::Map<String, Value> = labels
+        .iter()
+        .zip(scores)
+        .map(|(l, s)| (l.as_ref().to_string(), json!(s)))
+        .collect();
+    json!({"label": labels[best].as_ref(), "scores": map})
+}
+
+/// `/v1/nli` by a generative model: one prompt per pair, the next-token probabilities of the
+/// answer words (`NliJudge`), in the worker's queue like any generation. Not cached.
+async fn nli_judge(st: &AppState, name: String, req: NliRequest) -> Result<Response, ApiError> {
+    if let Some(i) = req
+        .pairs
+        .iter()
+        .position(|p| p.premise.trim().is_empty() || p.hypothesis.trim().is_empty())
+    {
+        return Err(ApiError::unprocessable(
+            "pairs",
+            format!("pairs[{i}]: the premise and the hypothesis must not be empty"),
+        ));
+    }
+    let handle = st.registry.generator(&name).await?;
+    let (dl, _) = deadline(st, req.timeout_ms);
+    let n = req.pairs.len();
+    let pairs = req
+        .pairs
+        .into_iter()
+        .map(|p| (p.premise, p.hypothesis))
+        .collect();
+    let scores = handle.nli(pairs, dl).await?;
+    let results: Vec<Value> = scores.iter().map(|s| nli_result(&NLI_LABELS, s)).collect();
+    let served = Served {
+        task: "nli",
+        model: name,
+        inputs: n,
+    };
+    Ok(respond(served, json!({ "results": results })))
 }
