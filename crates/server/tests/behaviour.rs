@@ -415,10 +415,7 @@ async fn graceful_shutdown_finishes_in_flight_requests() {
         return;
     };
     // This test is about shutdown, not deadlines: a loaded CI machine must not turn it into a 504.
-    let config = ServerConfig {
-        request_timeout: Duration::from_secs(300),
-        ..ServerConfig::default()
-    };
+    let config = common::generation_config();
     let mut s = TestServer::start(
         vec![spec("smol", &smol, None)],
         BatchConfig::default(),

@@ -5,7 +5,6 @@ mod common;
 
 use common::{pack, spec, TestServer};
 use nlpd_runtime::BatchConfig;
-use nlpd_server::ServerConfig;
 use serde_json::json;
 
 const CODE: &str = "def mean(xs):\n    return sum(xs) / len(xs)";
@@ -15,11 +14,7 @@ async fn detail_levels_stop_strings_and_the_context_limit() {
     let Some(smol) = pack("smollm2-135m-instruct") else {
         return;
     };
-    // Generation on 2 busy cores can pass the default 30 s deadline.
-    let config = ServerConfig {
-        request_timeout: std::time::Duration::from_secs(300),
-        ..ServerConfig::default()
-    };
+    let config = common::generation_config();
     let s = TestServer::start(
         vec![spec("smol", &smol, None)],
         BatchConfig::default(),

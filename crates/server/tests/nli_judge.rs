@@ -6,7 +6,6 @@ mod common;
 use common::{pack, spec, tiny, TestServer};
 use nlpd_engine::generate::{find_gguf, GenModel, JudgePrompt, NliJudge, NLI_LABELS};
 use nlpd_runtime::BatchConfig;
-use nlpd_server::ServerConfig;
 use serde_json::{json, Value};
 
 const PAIRS: [(&str, &str); 2] = [
@@ -45,10 +44,7 @@ async fn the_instruct_model_judges_pairs_when_no_nli_model_is_configured() {
         return;
     };
     let specs = vec![spec("smollm2", &smol, None)];
-    let config = ServerConfig {
-        request_timeout: std::time::Duration::from_secs(300),
-        ..ServerConfig::default()
-    };
+    let config = common::generation_config();
     let s = TestServer::start(specs, BatchConfig::default(), None, config).await;
     let body = json!({"pairs": PAIRS.map(|(p, h)| json!({"premise": p, "hypothesis": h}))});
     let r = s.post_json("/v1/nli", body.clone()).await;
@@ -109,10 +105,7 @@ async fn a_configured_cross_encoder_wins_unless_the_request_names_the_judge() {
     cfg["label2id"] = json!({"ENTAILMENT": 0, "NEUTRAL": 1, "CONTRADICTION": 2});
     std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
     let specs = vec![spec("smollm2", &smol, None), spec("tiny-nli", &dir, None)];
-    let config = ServerConfig {
-        request_timeout: std::time::Duration::from_secs(300),
-        ..ServerConfig::default()
-    };
+    let config = common::generation_config();
     let s = TestServer::start(specs, BatchConfig::default(), None, config).await;
     let pair = json!([{"premise": PAIRS[0].0, "hypothesis": PAIRS[0].1}]);
     let r = s.post_json("/v1/nli", json!({ "pairs": pair })).await;

@@ -6,7 +6,6 @@ mod common;
 use base64::Engine as _;
 use common::*;
 use nlpd_runtime::BatchConfig;
-use nlpd_server::ServerConfig;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
@@ -55,12 +54,7 @@ async fn full_server() -> Option<TestServer> {
             defaults,
             BatchConfig::default(),
             None,
-            // Generation on 2 busy cores (the rest of the suite runs beside it) can take longer
-            // than the default deadline.
-            ServerConfig {
-                request_timeout: std::time::Duration::from_secs(300),
-                ..ServerConfig::default()
-            },
+            common::generation_config(),
             false,
         )
         .await,

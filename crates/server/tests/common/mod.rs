@@ -43,6 +43,15 @@ pub fn spec(name: &str, path: &Path, task: Option<&str>) -> ModelSpec {
     ModelSpec::inspect(name, path, task).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
+/// The default server settings with a 300 s deadline: generation on 2 cores busy with the rest
+/// of the suite can pass the default 30 s.
+pub fn generation_config() -> ServerConfig {
+    ServerConfig {
+        request_timeout: std::time::Duration::from_secs(300),
+        ..ServerConfig::default()
+    }
+}
+
 pub struct TestServer {
     pub addr: SocketAddr,
     pub registry: Arc<Registry>,
