@@ -41,6 +41,16 @@ enum Command {
     Entities(commands::entities::Args),
     /// Explain code with a generative model: {"code": ..., "language"?: ...} → streamed text.
     Explain(commands::explain::Args),
+    /// Verify claims against evidence documents: embed, retrieve, NLI, verdict.
+    ///
+    /// The --evidence documents are split into passages (sentence-aware, at most
+    /// --passage-tokens word pieces) and embedded into an in-memory index (nothing is stored;
+    /// `nlpd serve` keeps its corpus in the store). Each claim then retrieves its --top-k most
+    /// similar passages (cosine >= --min-score), every (passage, claim) pair is judged by NLI, and
+    /// the verdict is SUPPORTED, REFUTED or NOT_ENOUGH_INFO with a confidence (docs/API.md,
+    /// "Verification", explains the aggregation). One JSON line per claim, shaped like a result of
+    /// POST /v1/verify; a summary with the time per stage on stderr.
+    Verify(Box<commands::verify::Args>),
     /// The model pack: `list` what it holds, `info` on any model.
     #[command(subcommand)]
     Models(commands::models::Command),
@@ -95,6 +105,7 @@ fn main() -> ExitCode {
         Command::Models(c) => commands::models::run(c, &cli.models_dir),
         Command::Train(a) => commands::train::run(*a, &cli.models_dir),
         Command::Bench(a) => commands::bench::run(*a, &cli.models_dir),
+        Command::Verify(a) => commands::verify::run(*a, &cli.models_dir),
     };
     match result {
         Ok(0) => ExitCode::SUCCESS,

@@ -1,7 +1,7 @@
 //! Accuracy and speed of the generative NLI judge on a labelled JSONL set (default
 //! tests/data/nli_eval.jsonl): overall, per label and on the pairs marked `hard`.
 //!
-//!   cargo run --release -p nlpd-engine --example nli_judge -- MODEL.gguf [--prompt true-false|yes-no]
+//!   cargo run --release -p nlpd-engine --example nli_judge -- MODEL.gguf [--prompt true-false|yes-no|few-shot]
 //!       [--data FILE] [--every N]   (--every 4: every 4th pair, for slow models)
 
 use nlpd_engine::generate::{GenModel, JudgePrompt, NliJudge, NLI_LABELS};
@@ -21,7 +21,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         match a.as_str() {
             "--prompt" => {
                 let p = args.next().ok_or("--prompt needs a value")?;
-                prompt = JudgePrompt::parse(&p).ok_or("--prompt: true-false or yes-no")?;
+                prompt =
+                    JudgePrompt::parse(&p).ok_or("--prompt: true-false, yes-no or few-shot")?;
             }
             "--data" => data = args.next().ok_or("--data needs a file")?,
             "--every" => {
@@ -36,7 +37,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let model_path = model_path.ok_or("usage: nli_judge MODEL.gguf [--prompt P] [--data FILE]")?;
     let mut model = GenModel::load(std::path::Path::new(&model_path))?;
-    let judge = NliJudge::new(&model, prompt)?;
+    let mut judge = NliJudge::new(&model, prompt)?;
     let text = std::fs::read_to_string(&data)?;
     let (mut right, mut total) = ([0usize; 3], [0usize; 3]);
     let (mut hard_right, mut hard_total) = (0, 0);

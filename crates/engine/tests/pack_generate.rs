@@ -170,3 +170,49 @@ fn stop_strings_and_sampling() {
         .unwrap_err()
         .is_input_error());
 }
+
+/// The judge continues from the cached state after the prompt part all pairs share: the same
+/// next-token logits as one pass over the whole prompt (float rounding aside), so the same scores.
+#[test]
+fn a_cached_prompt_prefix_gives_the_logits_of_a_full_pass() {
+    use nlpd_engine::generate::{JudgePrompt, NliJudge};
+    let Some(dir) = pack_model("smollm2-135m-instruct") else {
+        return;
+    };
+    let mut model = GenModel::load(&dir).unwrap();
+    let ids = model
+        .encode("The quick brown fox jumps over the lazy dog because it wants to")
+        .unwrap();
+    let state = model
+        .prefix_state(&ids[..6])
+        .unwrap()
+        .expect("llama snapshots");
+    assert_eq!(state.len(), 6);
+    let full = model.next_token_logits(&ids).unwrap();
+    let cached = model.next_token_logits_after(&state, &ids).unwrap();
+    let worst = full
+        .iter()
+        .zip(&cached)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(worst < 1e-2, "largest logit difference {worst}");
+    // A prompt that does not start with the prefix is computed from scratch.
+    let other = model.encode("Something else entirely, and longer").unwrap();
+    assert_eq!(
+        model.next_token_logits_after(&state, &other).unwrap(),
+        model.next_token_logits(&other).unwrap()
+    );
+
+    let mut judge = NliJudge::new(&model, JudgePrompt::TrueFalse).unwrap();
+    for (p, h) in [
+        ("A man is playing a guitar on stage.", "A man plays music."),
+        ("The shop closes at 9 pm.", "The shop is open all night."),
+    ] {
+        let a = judge.scores(&mut model, p, h).unwrap();
+        let b = judge.scores_uncached(&mut model, p, h).unwrap();
+        for (x, y) in a.iter().zip(b) {
+            assert!((x - y).abs() < 1e-3, "{p} / {h}: {a:?} vs {b:?}");
+        }
+    }
+    assert!(format!("{judge:?}").contains("prefix_tokens: Some("));
+}

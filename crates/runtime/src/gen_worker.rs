@@ -200,7 +200,7 @@ fn judge_pairs(
     if judge.is_none() {
         *judge = Some(NliJudge::new(model, JudgePrompt::TrueFalse)?);
     }
-    let Some(j) = judge.as_ref() else {
+    let Some(j) = judge.as_mut() else {
         return Err(RuntimeError::Internal("no judge".into()));
     };
     let mut out = Vec::with_capacity(pairs.len());

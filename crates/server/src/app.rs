@@ -2,7 +2,7 @@
 //! tracing) and serving with graceful shutdown.
 
 use crate::error::ApiError;
-use crate::routes::{analyze, encode, generate, ops, tei};
+use crate::routes::{analyze, encode, evidence, generate, ops, tei, verify};
 use crate::state::{AppState, Served, ServerConfig};
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{header, HeaderName};
@@ -64,6 +64,7 @@ pub fn app_state(
         .rate_limit
         .map(|r| Arc::new(crate::ratelimit::RateLimiter::new(r)));
     let cache = config.cache.clone().and_then(nlpd_runtime::Cache::new);
+    let corpus = store.clone().map(nlpd_runtime::evidence::Corpus::new);
     AppState {
         registry,
         config: Arc::new(config),
@@ -72,6 +73,7 @@ pub fn app_state(
         limiter,
         cache,
         store,
+        corpus,
     }
 }
 
@@ -88,6 +90,15 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/chat/completions", post(generate::chat_completions))
         .route("/v1/completions", post(generate::completions))
         .route("/v1/explain", post(generate::explain))
+        .route(
+            "/v1/evidence",
+            post(evidence::put_evidence).get(evidence::corpus_stats),
+        )
+        .route(
+            "/v1/evidence/{id}",
+            get(evidence::get_evidence).delete(evidence::delete_evidence),
+        )
+        .route("/v1/verify", post(verify::verify))
         .route("/v1/models", get(ops::models))
         .route("/v1/models/{name}", get(ops::model))
         .route("/v1/models/{name}/load", post(ops::load))
@@ -234,6 +245,7 @@ pub async fn serve(
                 state.cache.clone(),
             ))
         });
+    let indexing = tokio::spawn(crate::routes::evidence::rebuild_index(state.clone()));
     let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
@@ -241,6 +253,7 @@ pub async fn serve(
     if let Some(w) = warming {
         w.abort();
     }
+    indexing.abort();
     if let Some(s) = &store {
         s.shutdown(STORE_SHUTDOWN_WAIT).await;
     }

@@ -5,6 +5,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use nlpd_engine::EngineError;
 use nlpd_runtime::cache::CacheError;
+use nlpd_runtime::evidence::{CorpusError, IndexError};
 use nlpd_runtime::RuntimeError;
 use serde_json::json;
 
@@ -228,6 +229,27 @@ impl From<RuntimeError> for ApiError {
             },
             RuntimeError::Engine(inner) => inner.into(),
             RuntimeError::Internal(m) => ApiError::Internal { message: m },
+        }
+    }
+}
+
+impl From<CorpusError> for ApiError {
+    fn from(e: CorpusError) -> Self {
+        match e {
+            // The database is down or slow: the corpus is unavailable, the request was fine.
+            CorpusError::Store(_) | CorpusError::LoadFailed(_) | CorpusError::Loading => {
+                ApiError::Unavailable {
+                    message: e.to_string(),
+                }
+            }
+            CorpusError::Index(IndexError::Degenerate) => ApiError::Unprocessable {
+                message: format!("{e}: the text's embedding has no direction"),
+                param: None,
+            },
+            // Vectors of another size than the index: the embedding model changed under it.
+            CorpusError::Index(IndexError::Dimensions { .. }) => ApiError::Internal {
+                message: e.to_string(),
+            },
         }
     }
 }

@@ -4,6 +4,7 @@
 pub mod app;
 pub mod error;
 pub mod json;
+pub mod nli;
 pub mod openapi;
 pub mod pipeline;
 pub mod ratelimit;

@@ -1,6 +1,7 @@
 //! Shared server state and the settings the routes read.
 
 use metrics_exporter_prometheus::PrometheusHandle;
+use nlpd_runtime::evidence::Corpus;
 use nlpd_runtime::store::PredictionLog;
 use nlpd_runtime::{Cache, CacheConfig, Registry, Stats, Store, StoreConfig};
 use std::collections::HashSet;
@@ -51,6 +52,8 @@ pub struct AppState {
     pub limiter: Option<Arc<crate::ratelimit::RateLimiter>>,
     pub cache: Option<Arc<Cache>>,
     pub store: Option<Arc<Store>>,
+    /// The evidence corpus of `/v1/verify` (with the store; `None` without one).
+    pub corpus: Option<Arc<Corpus>>,
 }
 
 impl AppState {

@@ -54,7 +54,7 @@ async fn the_instruct_model_judges_pairs_when_no_nli_model_is_configured() {
 
     // The worker's scores are the engine judge's, computed here directly on the same model.
     let mut model = GenModel::load(&find_gguf(&smol).unwrap()).unwrap();
-    let judge = NliJudge::new(&model, JudgePrompt::TrueFalse).unwrap();
+    let mut judge = NliJudge::new(&model, JudgePrompt::TrueFalse).unwrap();
     for (result, (p, h)) in first.iter().zip(PAIRS) {
         let got = scores(result);
         assert!((got.iter().sum::<f32>() - 1.0).abs() < 1e-5, "{result}");

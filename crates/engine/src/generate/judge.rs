@@ -4,6 +4,7 @@
 //! next-token probabilities of the three answer words, renormalized over the three. No sampling:
 //! the same pair always gets the same scores.
 
+use super::llm::PrefixState;
 use super::{ChatMessage, GenModel};
 use crate::error::{EngineError, Result};
 
@@ -17,13 +18,51 @@ pub enum JudgePrompt {
     TrueFalse,
     /// "Does the premise imply the hypothesis?": yes / maybe / no.
     YesNo,
+    /// [`JudgePrompt::TrueFalse`] after six answered examples (two per label) as earlier chat
+    /// turns. The examples are the prompt prefix every pair shares, computed once per model.
+    FewShot,
 }
+
+/// The answered examples of [`JudgePrompt::FewShot`]: (premise, hypothesis, label index).
+const EXAMPLES: [(&str, &str, usize); 6] = [
+    (
+        "A woman is slicing tomatoes in a restaurant kitchen.",
+        "Someone is preparing food.",
+        0,
+    ),
+    (
+        "The library is closed on Sundays and public holidays.",
+        "The library is open every day of the week.",
+        2,
+    ),
+    (
+        "A boy in a red jacket is running across a park.",
+        "The boy is late for school.",
+        1,
+    ),
+    (
+        "The company reported a loss of 3 million dollars in the last quarter.",
+        "The company made a profit in the last quarter.",
+        2,
+    ),
+    (
+        "Two scientists published a study on coral reefs in the Pacific.",
+        "The study was funded by the government.",
+        1,
+    ),
+    (
+        "The bridge, opened in 1932, connects the two halves of the city.",
+        "The bridge is more than fifty years old.",
+        0,
+    ),
+];
 
 impl JudgePrompt {
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "true-false" => Some(JudgePrompt::TrueFalse),
             "yes-no" => Some(JudgePrompt::YesNo),
+            "few-shot" => Some(JudgePrompt::FewShot),
             _ => None,
         }
     }
@@ -31,15 +70,24 @@ impl JudgePrompt {
     /// Answer words per label (entailment, neutral, contradiction).
     fn words(self) -> [&'static str; 3] {
         match self {
-            JudgePrompt::TrueFalse => ["true", "unknown", "false"],
+            JudgePrompt::TrueFalse | JudgePrompt::FewShot => ["true", "unknown", "false"],
             JudgePrompt::YesNo => ["yes", "maybe", "no"],
         }
     }
 
     pub fn messages(self, premise: &str, hypothesis: &str) -> Vec<ChatMessage> {
+        if self == JudgePrompt::FewShot {
+            let mut m = Vec::with_capacity(2 * EXAMPLES.len() + 1);
+            for (p, h, label) in EXAMPLES {
+                m.extend(JudgePrompt::TrueFalse.messages(p, h));
+                m.push(ChatMessage::new("assistant", self.words()[label]));
+            }
+            m.extend(JudgePrompt::TrueFalse.messages(premise, hypothesis));
+            return m;
+        }
         let (premise, hypothesis) = (premise.trim(), hypothesis.trim());
         let text = match self {
-            JudgePrompt::TrueFalse => format!(
+            JudgePrompt::FewShot | JudgePrompt::TrueFalse => format!(
                 "Read the premise and decide whether the hypothesis is true, false, or unknown \
                  based only on the premise.\n\nPremise: {premise}\nHypothesis: {hypothesis}\n\n\
                  Answer with one word: true, false, or unknown."
@@ -54,12 +102,25 @@ impl JudgePrompt {
     }
 }
 
-/// The judge for one model: the answer words' first tokens, resolved once.
-#[derive(Debug, Clone)]
+/// The judge for one model: the answer words' first tokens, resolved once, and the model's state
+/// after the part of the prompt that every pair shares (computed on first use), so each pair
+/// costs only its own tokens.
 pub struct NliJudge {
     prompt: JudgePrompt,
     /// Per label, the token ids that start its answer word (lower case and capitalized).
     tokens: [Vec<u32>; 3],
+    prefix: Option<PrefixState>,
+    prefix_tried: bool,
+}
+
+impl std::fmt::Debug for NliJudge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NliJudge")
+            .field("prompt", &self.prompt)
+            .field("tokens", &self.tokens)
+            .field("prefix_tokens", &self.prefix.as_ref().map(PrefixState::len))
+            .finish()
+    }
 }
 
 impl NliJudge {
@@ -89,7 +150,12 @@ impl NliJudge {
                 }
             }
         }
-        Ok(NliJudge { prompt, tokens })
+        Ok(NliJudge {
+            prompt,
+            tokens,
+            prefix: None,
+            prefix_tried: false,
+        })
     }
 
     pub fn prompt(&self) -> JudgePrompt {
@@ -135,8 +201,43 @@ impl NliJudge {
         ])
     }
 
-    /// Judges one pair: one forward pass over the prompt.
+    /// The tokens every pair's prompt starts with: the rendered template up to the pair, less
+    /// its last token (which could merge with the text after it). `None` when too short to matter.
+    fn shared_prefix(&self, model: &GenModel) -> Result<Option<Vec<u32>>> {
+        const MARK: &str = "\u{2063}\u{2063}PAIR\u{2063}\u{2063}";
+        let text = model.render_chat(&self.prompt.messages(MARK, MARK))?;
+        let Some(at) = text.find(MARK) else {
+            return Ok(None);
+        };
+        let mut ids = model.encode(text[..at].trim_end())?;
+        ids.pop();
+        Ok((ids.len() >= 8).then_some(ids))
+    }
+
+    /// Judges one pair: one forward pass over the prompt (over its own part only, once the
+    /// shared prefix is cached: the same logits up to float rounding).
     pub fn scores(
+        &mut self,
+        model: &mut GenModel,
+        premise: &str,
+        hypothesis: &str,
+    ) -> Result<[f32; 3]> {
+        if !self.prefix_tried {
+            self.prefix_tried = true;
+            if let Some(ids) = self.shared_prefix(model)? {
+                self.prefix = model.prefix_state(&ids)?;
+            }
+        }
+        let ids = self.prompt_ids(model, premise, hypothesis)?;
+        let logits = match &self.prefix {
+            Some(state) => model.next_token_logits_after(state, &ids)?,
+            None => model.next_token_logits(&ids)?,
+        };
+        self.scores_from_logits(&logits)
+    }
+
+    /// Judges one pair without the cached prefix (the reference for [`NliJudge::scores`]).
+    pub fn scores_uncached(
         &self,
         model: &mut GenModel,
         premise: &str,
@@ -157,6 +258,8 @@ mod tests {
         let judge = NliJudge {
             prompt: JudgePrompt::TrueFalse,
             tokens: [vec![1, 2], vec![3], vec![4]],
+            prefix: None,
+            prefix_tried: false,
         };
         // Token 0 (not an answer word) is the most likely: it does not count.
         let logits = [10.0, 1.0, 1.0, 1.0, 0.0];

@@ -112,6 +112,23 @@ impl GenTiming {
     }
 }
 
+/// A generative model's state after a prompt prefix: see [`GenModel::prefix_state`].
+pub struct PrefixState {
+    ids: Vec<u32>,
+    weights: quantized_llama::ModelWeights,
+}
+
+impl PrefixState {
+    /// The prefix's tokens.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+}
+
 /// A generative model.
 pub struct GenModel {
     path: PathBuf,
@@ -277,6 +294,43 @@ impl GenModel {
 
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
         self.tokenizer.decode(ids, true).map_err(tok_err)
+    }
+
+    /// The model's state after `prefix` (its attention keys and values), so that prompts that
+    /// start with it skip recomputing it ([`GenModel::next_token_logits_after`]). `None` where the
+    /// architecture's weights cannot be snapshotted (candle's qwen2 model is not `Clone`).
+    pub fn prefix_state(&mut self, prefix: &[u32]) -> Result<Option<PrefixState>> {
+        self.check_prompt(prefix, 1)?;
+        let Weights::Llama(m) = &mut self.weights else {
+            return Ok(None);
+        };
+        m.clear_kv_cache();
+        let input = Tensor::new(prefix, &self.device)?.unsqueeze(0)?;
+        m.forward(&input, 0)?;
+        let snapshot = m.clone();
+        m.clear_kv_cache();
+        Ok(Some(PrefixState {
+            ids: prefix.to_vec(),
+            weights: snapshot,
+        }))
+    }
+
+    /// [`GenModel::next_token_logits`] for a prompt, continuing from `state` when the prompt
+    /// starts with its prefix (only the rest is computed), else from scratch.
+    pub fn next_token_logits_after(
+        &mut self,
+        state: &PrefixState,
+        prompt: &[u32],
+    ) -> Result<Vec<f32>> {
+        let n = state.ids.len();
+        if prompt.len() <= n || prompt[..n] != state.ids[..] {
+            return self.next_token_logits(prompt);
+        }
+        self.check_prompt(prompt, 1)?;
+        let mut m = state.weights.clone();
+        let input = Tensor::new(&prompt[n..], &self.device)?.unsqueeze(0)?;
+        let logits = m.forward(&input, n)?.squeeze(0)?;
+        Ok(logits.to_vec1::<f32>()?)
     }
 
     /// Logits of the token after `prompt` (one forward pass, no sampling).

@@ -10,6 +10,6 @@ mod template;
 
 pub use gguf_tokenizer::tokenizer_from_gguf;
 pub use judge::{JudgePrompt, NliJudge, NLI_LABELS};
-pub use llm::{FinishReason, GenModel, GenTiming, GenerateOptions, Generation};
+pub use llm::{FinishReason, GenModel, GenTiming, GenerateOptions, Generation, PrefixState};
 pub use stream::StopMatcher;
 pub use template::{ChatMessage, ChatTemplate};

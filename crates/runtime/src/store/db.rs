@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Clone)]
-enum Pool {
+pub(super) enum Pool {
     Sqlite(SqlitePool),
     Postgres(PgPool),
 }
@@ -115,7 +115,7 @@ fn upsert_sql(backend: Backend, rows: usize) -> String {
     s
 }
 
-fn placeholder(backend: Backend, n: usize) -> String {
+pub(super) fn placeholder(backend: Backend, n: usize) -> String {
     match backend {
         Backend::Sqlite => format!("?{n}"),
         Backend::Postgres => format!("${n}"),
@@ -149,7 +149,7 @@ macro_rules! bind_rows {
 #[derive(Clone)]
 pub(crate) struct Db {
     backend: Backend,
-    pool: Pool,
+    pub(super) pool: Pool,
     timeout: Duration,
     migrated: Arc<AtomicBool>,
     migrating: Arc<tokio::sync::Mutex<()>>,
@@ -218,7 +218,7 @@ impl Db {
     }
 
     /// Runs `f` under the store's operation timeout.
-    async fn timed<T>(&self, f: impl Future<Output = Result<T>>) -> Result<T> {
+    pub(super) async fn timed<T>(&self, f: impl Future<Output = Result<T>>) -> Result<T> {
         match tokio::time::timeout(self.timeout, f).await {
             Ok(r) => r,
             Err(_) => Err(StoreError::Timeout(self.timeout)),

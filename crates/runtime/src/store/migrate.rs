@@ -11,17 +11,31 @@ use std::future::Future;
 use std::pin::Pin;
 
 /// (version, description, SQL). Add the next step to both lists, with the same number.
-const SQLITE: &[(i64, &str, &str)] = &[(
-    1,
-    "predictions",
-    include_str!("../../migrations/sqlite/0001_predictions.sql"),
-)];
+const SQLITE: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "predictions",
+        include_str!("../../migrations/sqlite/0001_predictions.sql"),
+    ),
+    (
+        2,
+        "evidence",
+        include_str!("../../migrations/sqlite/0002_evidence.sql"),
+    ),
+];
 
-const POSTGRES: &[(i64, &str, &str)] = &[(
-    1,
-    "predictions",
-    include_str!("../../migrations/postgres/0001_predictions.sql"),
-)];
+const POSTGRES: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "predictions",
+        include_str!("../../migrations/postgres/0001_predictions.sql"),
+    ),
+    (
+        2,
+        "evidence",
+        include_str!("../../migrations/postgres/0002_evidence.sql"),
+    ),
+];
 
 /// The migrations of one backend, as a sqlx migration source.
 #[derive(Debug, Clone, Copy)]

@@ -1,8 +1,8 @@
 //! The prediction store: a SQLite file (the default, under the data dir) or a PostgreSQL
 //! database, migrated at start. It holds the prediction log (one row per input, model, task and
 //! parameters, with a count, written in batches by a background task so requests never wait for
-//! it) and is what cache warming reads. The evidence corpus of the verification pipeline will
-//! live beside it (the next migration).
+//! it) and is what cache warming reads. The evidence corpus of the verification pipeline (its
+//! documents and embedded passages) lives beside it.
 //!
 //! - [`Store::open`] connects (lazily: a database that is down at start degrades the log, it
 //!   does not stop the server), migrates, and starts the writer when logging is on.
@@ -11,12 +11,14 @@
 //! - [`Store::shutdown`] writes what is queued, within a bounded wait.
 
 mod db;
+mod evidence;
 mod log;
 mod migrate;
 mod warm;
 mod writer;
 
 pub use db::TopInput;
+pub use evidence::{EvidenceDocument, EvidencePassage};
 pub use log::{OpParams, PredictionLog};
 pub use warm::{warm_cache, WarmStats};
 
@@ -242,6 +244,44 @@ impl Store {
     pub async fn top_inputs(&self, per_model: usize) -> Result<Vec<TopInput>> {
         self.db.ensure_migrated().await?;
         self.db.top_inputs(per_model).await
+    }
+
+    /// Stores an evidence document and its passages, replacing one with the same id; true when
+    /// one was replaced.
+    pub async fn put_evidence(
+        &self,
+        doc: &EvidenceDocument,
+        passages: &[EvidencePassage],
+    ) -> Result<bool> {
+        self.db.ensure_migrated().await?;
+        self.db.put_evidence(doc, passages).await
+    }
+
+    /// An evidence document and its passages in order.
+    pub async fn evidence_document(
+        &self,
+        id: &str,
+    ) -> Result<Option<(EvidenceDocument, Vec<EvidencePassage>)>> {
+        self.db.ensure_migrated().await?;
+        self.db.evidence_document(id).await
+    }
+
+    /// Deletes an evidence document and its passages; false when there was none.
+    pub async fn delete_evidence(&self, id: &str) -> Result<bool> {
+        self.db.ensure_migrated().await?;
+        self.db.delete_evidence(id).await
+    }
+
+    /// Every evidence passage, by document and position (what the vector index is built from).
+    pub async fn evidence_passages(&self) -> Result<Vec<EvidencePassage>> {
+        self.db.ensure_migrated().await?;
+        self.db.evidence_passages().await
+    }
+
+    /// Saves new embeddings of passages embedded again (another model or revision).
+    pub async fn update_evidence_embeddings(&self, passages: &[EvidencePassage]) -> Result<()> {
+        self.db.ensure_migrated().await?;
+        self.db.update_evidence_embeddings(passages).await
     }
 
     /// Brings the gauges up to date: call before rendering metrics.

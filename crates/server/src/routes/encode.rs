@@ -4,9 +4,7 @@
 use super::respond;
 use crate::error::ApiError;
 use crate::json::ApiJson;
-use crate::pipeline::{
-    deadline, postprocess, run_encoder, run_encoder_as, tokenize_texts, Input, RunOpts,
-};
+use crate::pipeline::{postprocess, run_encoder, run_encoder_as, tokenize_texts, Input, RunOpts};
 use crate::state::{AppState, Served};
 use crate::types::{check_count, ClassifyInputs, LabelScore, Texts, Usage};
 use axum::extract::State;
@@ -14,7 +12,6 @@ use axum::response::Response;
 use base64::Engine as _;
 use nlpd_engine::generate::NLI_LABELS;
 use nlpd_engine::{entities_of, Aggregation, EncoderOp, EntityOutput, OpOutput, TokenPredictions};
-use nlpd_runtime::ModelKind;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -473,67 +470,23 @@ pub async fn nli(
     State(st): State<AppState>,
     ApiJson(req): ApiJson<NliRequest>,
 ) -> Result<Response, ApiError> {
-    check_count(req.pairs.len(), "pairs", st.config.max_inputs_per_request)?;
-    let generator = |n: &str| {
-        st.registry
-            .spec(n)
-            .is_some_and(|s| s.kind == ModelKind::Generator)
-    };
-    let judge = match req.model.as_deref() {
-        Some(m) => generator(m).then(|| m.to_string()),
-        None => match st.registry.default_for("nli") {
-            Some(n) => generator(n).then(|| n.to_string()),
-            None => st.registry.default_for("generate").map(str::to_string),
-        },
-    };
-    if let Some(name) = judge {
-        return nli_judge(&st, name, req).await;
-    }
-    let inputs: Vec<Input> = req
+    let pairs = req
         .pairs
         .into_iter()
-        .map(|p| (p.premise, Some(p.hypothesis)))
+        .map(|p| (p.premise, p.hypothesis))
         .collect();
-    let run = run_encoder(
-        &st,
-        req.model.as_deref(),
-        "nli",
-        inputs,
-        EncoderOp::Classify,
-        RunOpts::new(true, req.timeout_ms, req.cache),
-    )
-    .await?;
-    let labels: Vec<String> = run
-        .handle
-        .info
-        .labels
+    let opts = RunOpts::new(true, req.timeout_ms, req.cache);
+    let out = crate::nli::nli_scores(&st, req.model.as_deref(), pairs, "pairs", opts).await?;
+    let results: Vec<Value> = out
+        .scores
         .iter()
-        .map(|l| l.to_lowercase())
+        .map(|s| nli_result(&NLI_LABELS, s))
         .collect();
-    for want in ["entailment", "neutral", "contradiction"] {
-        if !labels.iter().any(|l| l == want) {
-            return Err(ApiError::unprocessable(
-                "model",
-                format!(
-                    "model `{}` is not an NLI model: its labels {:?} lack `{want}`",
-                    run.served.model, labels
-                ),
-            ));
-        }
-    }
-    let results: Vec<Value> = run
-        .outputs
-        .iter()
-        .map(|o| match o {
-            OpOutput::Classification(c) => nli_result(&labels, &c.scores),
-            _ => json!(null),
-        })
-        .collect();
-    Ok(respond(run.served, json!({ "results": results })))
+    Ok(respond(out.served, json!({ "results": results })))
 }
 
 /// One pair's `{"label": the most probable, "scores": {label: probability}}`.
-fn nli_result(labels: &[impl AsRef<str>], scores: &[f32]) -> Value {
+pub fn nli_result(labels: &[impl AsRef<str>], scores: &[f32]) -> Value {
     let best = (0..scores.len()).fold(0, |b, i| if scores[i] > scores[b] { i } else { b });
     let map: serde_json::Map<String, Value> = labels
         .iter()
@@ -541,35 +494,4 @@ fn nli_result(labels: &[impl AsRef<str>], scores: &[f32]) -> Value {
         .map(|(l, s)| (l.as_ref().to_string(), json!(s)))
         .collect();
     json!({"label": labels[best].as_ref(), "scores": map})
-}
-
-/// `/v1/nli` by a generative model: one prompt per pair, the next-token probabilities of the
-/// answer words (`NliJudge`), in the worker's queue like any generation. Not cached.
-async fn nli_judge(st: &AppState, name: String, req: NliRequest) -> Result<Response, ApiError> {
-    if let Some(i) = req
-        .pairs
-        .iter()
-        .position(|p| p.premise.trim().is_empty() || p.hypothesis.trim().is_empty())
-    {
-        return Err(ApiError::unprocessable(
-            "pairs",
-            format!("pairs[{i}]: the premise and the hypothesis must not be empty"),
-        ));
-    }
-    let handle = st.registry.generator(&name).await?;
-    let (dl, _) = deadline(st, req.timeout_ms);
-    let n = req.pairs.len();
-    let pairs = req
-        .pairs
-        .into_iter()
-        .map(|p| (p.premise, p.hypothesis))
-        .collect();
-    let scores = handle.nli(pairs, dl).await?;
-    let results: Vec<Value> = scores.iter().map(|s| nli_result(&NLI_LABELS, s)).collect();
-    let served = Served {
-        task: "nli",
-        model: name,
-        inputs: n,
-    };
-    Ok(respond(served, json!({ "results": results })))
 }

@@ -1,8 +1,10 @@
 pub mod analyze;
 pub mod encode;
+pub mod evidence;
 pub mod generate;
 pub mod ops;
 pub mod tei;
+pub mod verify;
 
 use crate::state::Served;
 use axum::response::{IntoResponse, Response};

@@ -1,6 +1,8 @@
 //! Test harness: the real server in-process on port 0, a tiny HTTP/1.1 client, model locations.
 #![allow(dead_code)]
 
+pub mod db;
+
 use nlpd_runtime::{BatchConfig, ModelSpec, Registry, Stats};
 use nlpd_server::ServerConfig;
 use serde_json::Value;
@@ -124,6 +126,10 @@ impl TestServer {
 
     pub async fn get(&self, path: &str) -> Resp {
         request(self.addr, "GET", path, None, &[]).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Resp {
+        request(self.addr, "DELETE", path, None, &[]).await
     }
 
     pub async fn post(&self, path: &str, body: &str) -> Resp {
