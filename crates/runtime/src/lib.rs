@@ -1,7 +1,8 @@
 //! nlpd's orchestration layer: the model registry (lazy load, warmup, memory budget), the dynamic
 //! batcher of each encoder, the generation workers, statistics and metrics, model pack names and
 //! task prompts, the two-level result cache, the prediction store (SQLite or PostgreSQL) and
-//! cache warming from it, and the evidence corpus of the verification pipeline. No HTTP here: the server crate maps all of it to routes.
+//! cache warming from it, and the evidence corpus of the verification pipeline. No HTTP here:
+//! the server crate maps all of it to routes.
 
 pub mod cache;
 pub mod config;
