@@ -1,5 +1,5 @@
 //! The `nlpd` binary: `serve` and the one-shot task commands (`embed`, `classify`, `entities`,
-//! `explain`), `models`, `train` and `bench`; `tune` and `profile` follow.
+//! `explain`), `models`, `train`, `bench` and `tune`; `profile` follows.
 
 mod commands;
 mod io;
@@ -72,6 +72,16 @@ enum Command {
     /// queue/tokenize/inference/postprocess split and the client's own CPU; --json, --csv, --plot.
     /// docs/TOOLS.md explains the numbers.
     Bench(Box<commands::bench::Args>),
+    /// Sweep the batcher's settings under load and recommend (and store) the best.
+    ///
+    /// For one model and scenario, starts a fresh `nlpd serve` per setting (every combination
+    /// of --max-batch-tokens, --max-batch-size and --max-wait-us), drives it with the closed
+    /// loop of `nlpd bench` at --concurrency, and records inputs/s, p50/p99 latency and the
+    /// server's peak resident memory. Recommends the highest throughput among the settings
+    /// with p99 <= --p99-target, peak memory <= --memory-limit and no failed requests (or, when
+    /// none qualifies, says so and names the closest); --write stores it for `nlpd serve
+    /// --config`. docs/TOOLS.md shows a run.
+    Tune(Box<commands::tune::Args>),
 }
 
 fn main() -> ExitCode {
@@ -95,6 +105,7 @@ fn main() -> ExitCode {
         Command::Models(c) => commands::models::run(c, &cli.models_dir),
         Command::Train(a) => commands::train::run(*a, &cli.models_dir),
         Command::Bench(a) => commands::bench::run(*a, &cli.models_dir),
+        Command::Tune(a) => commands::tune::run(*a, &cli.models_dir),
     };
     match result {
         Ok(0) => ExitCode::SUCCESS,

@@ -6,6 +6,7 @@ pub mod explain;
 pub mod models;
 pub mod serve;
 pub mod train;
+pub mod tune;
 
 use anyhow::{Context, Result};
 use nlpd_engine::{BackendKind, EncoderModel, LoadOptions, Quantize};
