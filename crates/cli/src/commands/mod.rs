@@ -4,6 +4,7 @@ pub mod embed;
 pub mod entities;
 pub mod explain;
 pub mod models;
+pub mod profile;
 pub mod serve;
 pub mod train;
 pub mod tune;
