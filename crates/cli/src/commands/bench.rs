@@ -58,7 +58,8 @@ measured and a misconfigured route is explained on stderr.
 
 Exit status: 0 when the run completes, whatever errors the server returned (they are in the
 report); 2 for bad flags, an unreadable corpus or a server bench could not start. The `verify`
-scenario comes with the verification endpoint; `nlpd tune` and `nlpd profile` follow.";
+scenario comes with the verification endpoint. `nlpd tune` sweeps the server's batch settings
+under this same load; `nlpd profile` times one model stage by stage without a server.";
 
 #[derive(clap::Args, Debug)]
 #[command(after_long_help = EXAMPLES)]
