@@ -1,8 +1,14 @@
 //! The `nlpd` binary: `serve` and the one-shot task commands (`embed`, `classify`, `entities`,
-//! `explain`), `models`, `train` and `bench`; `tune` and `profile` follow.
+//! `explain`), `models`, `train`, `bench`, `tune` and `profile`.
 
+mod alloc;
 mod commands;
 mod io;
+
+/// Counts allocations while `nlpd profile` runs; otherwise the system allocator plus one
+/// relaxed load per allocation.
+#[global_allocator]
+static ALLOCATOR: alloc::Counting = alloc::Counting;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -82,6 +88,24 @@ enum Command {
     /// queue/tokenize/inference/postprocess split and the client's own CPU; --json, --csv, --plot.
     /// docs/TOOLS.md explains the numbers.
     Bench(Box<commands::bench::Args>),
+    /// Sweep the batcher's settings under load and recommend (and store) the best.
+    ///
+    /// For one model and scenario, starts a fresh `nlpd serve` per setting (every combination
+    /// of --max-batch-tokens, --max-batch-size and --max-wait-us), drives it with the closed
+    /// loop of `nlpd bench` at --concurrency, and records inputs/s, p50/p99 latency and the
+    /// server's peak resident memory. Recommends the highest throughput among the settings
+    /// with p99 <= --p99-target, peak memory <= --memory-limit and no failed requests (or, when
+    /// none qualifies, says so and names the closest); --write stores it for `nlpd serve
+    /// --config`. docs/TOOLS.md shows a run.
+    Tune(Box<commands::tune::Args>),
+    /// Time an encoder stage by stage over a corpus, in this process (no server).
+    ///
+    /// Loads the model, tokenizes the corpus and runs it in length-sorted batches, and prints
+    /// the wall time of load, tokenize, batch assembly, the encoder split into embeddings,
+    /// attention and feed-forward, pooling/head and postprocessing, with the peak resident
+    /// memory and the heap allocations of load and run; --json for a document. The engine's
+    /// probes are off in every other command and in the server.
+    Profile(Box<commands::profile::Args>),
 }
 
 fn main() -> ExitCode {
@@ -106,6 +130,8 @@ fn main() -> ExitCode {
         Command::Train(a) => commands::train::run(*a, &cli.models_dir),
         Command::Bench(a) => commands::bench::run(*a, &cli.models_dir),
         Command::Verify(a) => commands::verify::run(*a, &cli.models_dir),
+        Command::Tune(a) => commands::tune::run(*a, &cli.models_dir),
+        Command::Profile(a) => commands::profile::run(*a, &cli.models_dir),
     };
     match result {
         Ok(0) => ExitCode::SUCCESS,

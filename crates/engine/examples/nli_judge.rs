@@ -1,7 +1,7 @@
 //! Accuracy and speed of the generative NLI judge on a labelled JSONL set (default
 //! tests/data/nli_eval.jsonl): overall, per label and on the pairs marked `hard`.
 //!
-//!   cargo run --release -p nlpd-engine --example nli_judge -- MODEL.gguf [--prompt true-false|yes-no|few-shot]
+//!   cargo run --release -p nlpd-engine --example nli_judge -- MODEL.gguf [--prompt true-false|yes-no]
 //!       [--data FILE] [--every N]   (--every 4: every 4th pair, for slow models)
 
 use nlpd_engine::generate::{GenModel, JudgePrompt, NliJudge, NLI_LABELS};
@@ -21,8 +21,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         match a.as_str() {
             "--prompt" => {
                 let p = args.next().ok_or("--prompt needs a value")?;
-                prompt =
-                    JudgePrompt::parse(&p).ok_or("--prompt: true-false, yes-no or few-shot")?;
+                prompt = JudgePrompt::parse(&p).ok_or("--prompt: true-false or yes-no")?;
             }
             "--data" => data = args.next().ok_or("--data needs a file")?,
             "--every" => {

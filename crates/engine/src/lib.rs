@@ -11,6 +11,7 @@ pub mod heads;
 pub mod model;
 pub mod modeldir;
 pub mod pooled;
+pub mod profile;
 pub mod tokenize;
 pub mod train;
 

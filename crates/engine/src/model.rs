@@ -7,6 +7,7 @@ use crate::error::{EngineError, Result};
 use crate::heads::{sigmoid, softmax, SequenceHead, TokenHead};
 use crate::modeldir::EncoderDir;
 use crate::pooled::PooledHead;
+use crate::profile::{self, Stage};
 use crate::tokenize::{Encoded, TextInput, TextTokenizer};
 use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
@@ -379,9 +380,14 @@ impl EncoderModel {
         for (_, op) in items {
             self.check_op(op)?;
         }
+        let t0 = profile::start();
         let encs: Vec<&Encoded> = items.iter().map(|(e, _)| *e).collect();
         let batch = Batch::new(&encs, self.tokenizer.pad_id(), &self.device)?;
+        profile::stop(Stage::Batch, t0);
+        let t0 = profile::start();
         let hidden = self.backend.forward(&batch)?;
+        profile::stop(Stage::Encoder, t0);
+        let t0 = profile::start();
         let any = |f: fn(&EncoderOp) -> bool| items.iter().any(|(_, op)| f(op));
         let pooled_head =
             matches!(self.head, Head::Pooled { .. }) && any(|op| matches!(op, EncoderOp::Classify));
@@ -403,9 +409,11 @@ impl EncoderModel {
             (Head::Token(h), true) => Some(h.forward(&hidden)?.to_vec3::<f32>()?),
             _ => None,
         };
+        profile::stop(Stage::PoolingHead, t0);
+        let t0 = profile::start();
         let always_normalized = self.dir.normalized;
         let multi = self.dir.config.multi_label;
-        items
+        let out = items
             .iter()
             .enumerate()
             .map(|(row, (_, op))| {
@@ -453,7 +461,12 @@ impl EncoderModel {
                     }
                 })
             })
-            .collect()
+            .collect();
+        if t0.is_some() {
+            profile::stop(Stage::Postprocess, t0);
+            profile::count_call();
+        }
+        out
     }
 
     /// Refuses an operation this model cannot do (before any compute).

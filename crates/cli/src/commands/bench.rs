@@ -3,19 +3,21 @@
 //! real texts, HDR latency percentiles, errors by status and kind, the server's own stage split
 //! from `/v1/stats`, the client's CPU share; a table, JSON, CSV and an SVG plot.
 
-mod client;
-mod load;
+// `nlpd tune` drives its servers with the same client, load, scenarios and reports.
+pub(crate) mod client;
+pub(crate) mod level;
+pub(crate) mod load;
 mod plot;
-mod report;
-mod scenario;
-mod server;
-mod sys;
+pub(crate) mod report;
+pub(crate) mod scenario;
+pub(crate) mod server;
+pub(crate) mod sys;
 
 use anyhow::{bail, Context, Result};
 use client::Client;
 use load::{Ctx, Level, Stop};
 use nlpd_runtime::config::parse_duration;
-use report::{LevelReport, ServerSnapshot, Settings};
+use report::{LevelReport, Settings};
 use scenario::{BodyOptions, Scenario, Workload};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -56,7 +58,8 @@ measured and a misconfigured route is explained on stderr.
 
 Exit status: 0 when the run completes, whatever errors the server returned (they are in the
 report); 2 for bad flags, an unreadable corpus or a server bench could not start. The `verify`
-scenario comes with the verification endpoint; `nlpd tune` and `nlpd profile` follow.";
+scenario comes with the verification endpoint. `nlpd tune` sweeps the server's batch settings
+under this same load; `nlpd profile` times one model stage by stage without a server.";
 
 #[derive(clap::Args, Debug)]
 #[command(after_long_help = EXAMPLES)]
@@ -288,6 +291,7 @@ async fn bench(
             );
             Some(
                 server::OwnServer::start(
+                    "bench",
                     models_dir,
                     &args.serve_args,
                     args.ready_timeout,
@@ -323,38 +327,8 @@ async fn bench(
 
     // One request per route first, not counted: lazy model loading is not measured, and a
     // misconfigured route (unknown model, missing pack model) is reported in words.
-    for (i, kind) in workload.kinds.iter().enumerate() {
-        let req = workload.build(i);
-        let (outcome, body) = client
-            .send(hyper::Method::POST, uris[i].clone(), req.body)
-            .await;
-        match outcome {
-            client::Outcome::Ok => {}
-            client::Outcome::Status(s) => eprintln!(
-                "nlpd bench: warning: the first {} request ({}) got HTTP {s}: {}",
-                kind.name(),
-                kind.path(),
-                String::from_utf8_lossy(&body[..body.len().min(300)]).trim()
-            ),
-            client::Outcome::Failed(k) => eprintln!(
-                "nlpd bench: warning: the first {} request to {url}{} failed: {k}",
-                kind.name(),
-                kind.path()
-            ),
-        }
-    }
-
-    let stats_ok = match client.get_json("/v1/stats").await {
-        Ok(v) if ServerSnapshot::parse(&v).is_some() => true,
-        Ok(_) => {
-            eprintln!("nlpd bench: note: {url}/v1/stats is not nlpd's: no server-side split");
-            false
-        }
-        Err(e) => {
-            eprintln!("nlpd bench: note: no server-side split ({e})");
-            false
-        }
-    };
+    level::prime(&client, &workload, &uris, "bench").await;
+    let stats_ok = level::stats_available(&client, "bench").await;
 
     let settings = Settings {
         nlpd_version: env!("CARGO_PKG_VERSION"),
@@ -429,45 +403,12 @@ async fn bench(
     }
 
     let mut levels = Vec::new();
-    for level in &plan.levels {
-        let label = match level {
+    for &lv in &plan.levels {
+        let label = match lv {
             Level::Concurrency(c) => format!("c={c}"),
-            Level::Rate(r) => format!("{}/s", report::num(*r)),
+            Level::Rate(r) => format!("{}/s", report::num(r)),
         };
-        let stats_client = ctx.clone();
-        // When the warm-up ends: the client's CPU time and the server's totals.
-        let snapshot = async move {
-            let cpu = sys::cpu_time();
-            let stats = if stats_ok {
-                stats_client
-                    .client
-                    .get_json("/v1/stats")
-                    .await
-                    .ok()
-                    .and_then(|v| ServerSnapshot::parse(&v))
-            } else {
-                None
-            };
-            (cpu, stats)
-        };
-        let (measured, before) = load::run_level(ctx.clone(), *level, &label, snapshot).await;
-        let after_cpu = sys::cpu_time();
-        let after = if stats_ok {
-            ctx.client
-                .get_json("/v1/stats")
-                .await
-                .ok()
-                .and_then(|v| ServerSnapshot::parse(&v))
-        } else {
-            None
-        };
-        let (before_cpu, before) = before.unwrap_or((None, None));
-        let split = match (before, after) {
-            (Some(b), Some(a)) => Some(ServerSnapshot::delta(&b, &a)),
-            _ => None,
-        };
-        let cpu = sys::cpu_percent(before_cpu, after_cpu, measured.wall);
-        let r = LevelReport::new(*level, &measured, &ctx.workload.kinds, cpu, split);
+        let r = level::measure(&ctx, lv, &label, stats_ok).await;
         if table {
             println!("{}", report::table_row(&r));
         }

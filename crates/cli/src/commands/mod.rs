@@ -4,8 +4,10 @@ pub mod embed;
 pub mod entities;
 pub mod explain;
 pub mod models;
+pub mod profile;
 pub mod serve;
 pub mod train;
+pub mod tune;
 pub mod verify;
 
 use anyhow::{Context, Result};

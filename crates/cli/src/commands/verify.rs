@@ -33,8 +33,7 @@ pub struct Args {
     /// judge [default: the pack's smollm2-135m-instruct as the judge].
     #[arg(long, env = "NLPD_VERIFY_NLI_MODEL")]
     nli_model: Option<String>,
-    /// How the judge asks (generative NLI only): `true-false`, `yes-no` or `few-shot` (six
-    /// answered examples first).
+    /// How the judge asks (generative NLI only): `true-false` or `yes-no`.
     #[arg(long, env = "NLPD_JUDGE_PROMPT", default_value = "true-false", value_parser = parse_prompt)]
     judge_prompt: JudgePrompt,
     /// Passages retrieved per claim.
@@ -51,7 +50,7 @@ pub struct Args {
 }
 
 fn parse_prompt(s: &str) -> Result<JudgePrompt, String> {
-    JudgePrompt::parse(s).ok_or_else(|| format!("`{s}`: expected true-false, yes-no or few-shot"))
+    JudgePrompt::parse(s).ok_or_else(|| format!("`{s}`: expected true-false or yes-no"))
 }
 
 /// The NLI implementation.

@@ -4,6 +4,7 @@
 use super::{encoder_prefix, Batch, EncoderBackend};
 use crate::config::{Activation, EncoderConfig, Family};
 use crate::error::{EngineError, Result};
+use crate::profile::{self, Laps};
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{embedding, layer_norm, linear, Embedding, LayerNorm, Linear, VarBuilder};
 use std::path::Path;
@@ -75,6 +76,7 @@ impl Layer {
         mask_bias: &Tensor,
         heads: usize,
         act: Activation,
+        laps: &mut Laps,
     ) -> candle_core::Result<Tensor> {
         let (b, t, h) = x.dims3()?;
         let d = h / heads;
@@ -93,8 +95,11 @@ impl Layer {
             .contiguous()?
             .reshape((b, t, h))?;
         let attn = self.attn_norm.forward(&(self.o.forward(&ctx)? + x)?)?;
+        laps.lap(1);
         let ff = self.down.forward(&act.apply(&self.up.forward(&attn)?)?)?;
-        self.out_norm.forward(&(ff + attn)?)
+        let out = self.out_norm.forward(&(ff + attn)?);
+        laps.lap(2);
+        out
     }
 }
 
@@ -165,6 +170,7 @@ impl BertEncoder {
 
 impl EncoderBackend for BertEncoder {
     fn forward(&self, batch: &Batch) -> Result<Tensor> {
+        let mut laps = Laps::new();
         let (_b, t) = batch.ids.dims2()?;
         let positions: Vec<u32> = (0..t as u32).map(|p| p + self.position_offset).collect();
         let positions = Tensor::from_vec(positions, (1, t), &self.device)?;
@@ -181,8 +187,12 @@ impl EncoderBackend for BertEncoder {
             .to_dtype(DType::F32)?
             .unsqueeze(1)?
             .unsqueeze(1)?;
+        laps.lap(0);
         for layer in &self.layers {
-            x = layer.forward(&x, &mask_bias, self.heads, self.act)?;
+            x = layer.forward(&x, &mask_bias, self.heads, self.act, &mut laps)?;
+        }
+        if profile::enabled() {
+            laps.times.record(None);
         }
         Ok(x)
     }

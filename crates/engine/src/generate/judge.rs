@@ -18,51 +18,13 @@ pub enum JudgePrompt {
     TrueFalse,
     /// "Does the premise imply the hypothesis?": yes / maybe / no.
     YesNo,
-    /// [`JudgePrompt::TrueFalse`] after six answered examples (two per label) as earlier chat
-    /// turns. The examples are the prompt prefix every pair shares, computed once per model.
-    FewShot,
 }
-
-/// The answered examples of [`JudgePrompt::FewShot`]: (premise, hypothesis, label index).
-const EXAMPLES: [(&str, &str, usize); 6] = [
-    (
-        "A woman is slicing tomatoes in a restaurant kitchen.",
-        "Someone is preparing food.",
-        0,
-    ),
-    (
-        "The library is closed on Sundays and public holidays.",
-        "The library is open every day of the week.",
-        2,
-    ),
-    (
-        "A boy in a red jacket is running across a park.",
-        "The boy is late for school.",
-        1,
-    ),
-    (
-        "The company reported a loss of 3 million dollars in the last quarter.",
-        "The company made a profit in the last quarter.",
-        2,
-    ),
-    (
-        "Two scientists published a study on coral reefs in the Pacific.",
-        "The study was funded by the government.",
-        1,
-    ),
-    (
-        "The bridge, opened in 1932, connects the two halves of the city.",
-        "The bridge is more than fifty years old.",
-        0,
-    ),
-];
 
 impl JudgePrompt {
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "true-false" => Some(JudgePrompt::TrueFalse),
             "yes-no" => Some(JudgePrompt::YesNo),
-            "few-shot" => Some(JudgePrompt::FewShot),
             _ => None,
         }
     }
@@ -70,24 +32,15 @@ impl JudgePrompt {
     /// Answer words per label (entailment, neutral, contradiction).
     fn words(self) -> [&'static str; 3] {
         match self {
-            JudgePrompt::TrueFalse | JudgePrompt::FewShot => ["true", "unknown", "false"],
+            JudgePrompt::TrueFalse => ["true", "unknown", "false"],
             JudgePrompt::YesNo => ["yes", "maybe", "no"],
         }
     }
 
     pub fn messages(self, premise: &str, hypothesis: &str) -> Vec<ChatMessage> {
-        if self == JudgePrompt::FewShot {
-            let mut m = Vec::with_capacity(2 * EXAMPLES.len() + 1);
-            for (p, h, label) in EXAMPLES {
-                m.extend(JudgePrompt::TrueFalse.messages(p, h));
-                m.push(ChatMessage::new("assistant", self.words()[label]));
-            }
-            m.extend(JudgePrompt::TrueFalse.messages(premise, hypothesis));
-            return m;
-        }
         let (premise, hypothesis) = (premise.trim(), hypothesis.trim());
         let text = match self {
-            JudgePrompt::FewShot | JudgePrompt::TrueFalse => format!(
+            JudgePrompt::TrueFalse => format!(
                 "Read the premise and decide whether the hypothesis is true, false, or unknown \
                  based only on the premise.\n\nPremise: {premise}\nHypothesis: {hypothesis}\n\n\
                  Answer with one word: true, false, or unknown."

@@ -75,6 +75,11 @@ impl Client {
         })
     }
 
+    /// The server's base URL (http://HOST:PORT[/PREFIX]).
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     /// The absolute URI of a route (parse once, clone per request).
     pub fn uri(&self, path: &str) -> Result<Uri> {
         format!("{}{path}", self.base)

@@ -1,5 +1,6 @@
-//! The server bench starts when no `--url` is given: this same binary's `nlpd serve` on a free
-//! local port, killed when the guard drops (end of run, error or Ctrl-C).
+//! The server bench starts when no `--url` is given (and tune starts for each setting): this same
+//! binary's `nlpd serve` on a free local port, killed when the guard drops (end of run, error or
+//! Ctrl-C).
 
 use super::client::Client;
 use anyhow::{bail, Context, Result};
@@ -20,6 +21,8 @@ pub struct OwnServer {
     /// The thread copying the child's stderr into `stderr_tail`; ends when the child exits.
     reader: Option<std::thread::JoinHandle<()>>,
     data_dir: Option<PathBuf>,
+    /// The command that started it, for messages (`bench`, `tune`).
+    who: &'static str,
 }
 
 impl Drop for OwnServer {
@@ -44,9 +47,21 @@ impl OwnServer {
         }
     }
 
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The child's peak resident memory so far (`VmHWM`: the high-water mark the kernel keeps,
+    /// so no sample can miss a peak); `None` where there is no procfs or the child has exited.
+    pub fn peak_rss_bytes(&self) -> Option<u64> {
+        super::sys::status_bytes(Some(self.pid()), "VmHWM")
+    }
+
     /// Spawns `nlpd serve --host 127.0.0.1 --port P --models-dir DIR [SERVE_ARGS]` and waits
-    /// for `GET /health/ready` to answer 200.
+    /// for `GET /health/ready` to answer 200. `who` names the command in messages.
     pub async fn start(
+        who: &'static str,
         models_dir: &Path,
         serve_args: &[String],
         ready_timeout: Duration,
@@ -68,7 +83,7 @@ impl OwnServer {
         {
             None
         } else {
-            let d = std::env::temp_dir().join(format!("nlpd-bench-{}-{port}", std::process::id()));
+            let d = std::env::temp_dir().join(format!("nlpd-{who}-{}-{port}", std::process::id()));
             cmd.arg("--data-dir").arg(&d);
             Some(d)
         };
@@ -102,6 +117,7 @@ impl OwnServer {
             stderr_tail,
             reader,
             data_dir,
+            who,
         };
         server.wait_ready(ready_timeout, api_key).await?;
         Ok(server)
@@ -117,7 +133,8 @@ impl OwnServer {
                     let _ = r.join();
                 }
                 bail!(
-                    "the `nlpd serve` that bench started exited ({status}) before it was ready; its stderr ends with:\n{}",
+                    "the `nlpd serve` that {} started exited ({status}) before it was ready; its stderr ends with:\n{}",
+                    self.who,
                     self.tail()
                 );
             }
@@ -127,7 +144,8 @@ impl OwnServer {
             };
             if started.elapsed() >= timeout {
                 bail!(
-                    "the `nlpd serve` that bench started was not ready within {:.0}s (--ready-timeout; last: {last}); its stderr ends with:\n{}",
+                    "the `nlpd serve` that {} started was not ready within {:.0}s (--ready-timeout; last: {last}); its stderr ends with:\n{}",
+                    self.who,
                     timeout.as_secs_f64(),
                     self.tail()
                 );

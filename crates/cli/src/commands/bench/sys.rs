@@ -21,6 +21,24 @@ fn parse_stat_cpu(stat: &str) -> Option<Duration> {
     Some(Duration::from_millis((utime + stime) * 10))
 }
 
+/// A `kB` field of `/proc/PID/status` (`/proc/self/status` for `None`) in bytes, e.g. `VmHWM`
+/// (peak resident memory) or `VmRSS`; `None` where there is no procfs or no such field.
+pub fn status_bytes(pid: Option<u32>, field: &str) -> Option<u64> {
+    let path = match pid {
+        Some(p) => format!("/proc/{p}/status"),
+        None => "/proc/self/status".to_string(),
+    };
+    parse_status_kb(&std::fs::read_to_string(path).ok()?, field)
+}
+
+fn parse_status_kb(status: &str, field: &str) -> Option<u64> {
+    status.lines().find_map(|l| {
+        let rest = l.strip_prefix(field)?.strip_prefix(':')?;
+        let kb: u64 = rest.trim().strip_suffix("kB")?.trim().parse().ok()?;
+        Some(kb * 1024)
+    })
+}
+
 /// CPU use over a wall-clock interval, in % of one core.
 pub fn cpu_percent(
     before: Option<Duration>,
@@ -103,6 +121,15 @@ mod tests {
     }
 
     #[test]
+    fn status_fields_parse_in_bytes() {
+        let status = "Name:\tnlpd\nVmPeak:\t  900 kB\nVmHWM:\t   2048 kB\nVmRSS:\t 1024 kB\n";
+        assert_eq!(parse_status_kb(status, "VmHWM"), Some(2048 * 1024));
+        assert_eq!(parse_status_kb(status, "VmRSS"), Some(1024 * 1024));
+        assert_eq!(parse_status_kb(status, "VmSwap"), None);
+        assert_eq!(parse_status_kb("VmHWM: lots", "VmHWM"), None);
+    }
+
+    #[test]
     fn cpu_percent_is_per_core() {
         let p = cpu_percent(
             Some(Duration::from_secs(1)),
@@ -120,6 +147,7 @@ mod tests {
     #[test]
     fn this_process_has_a_cpu_time_and_a_limit() {
         assert!(cpu_time().is_some());
+        assert!(status_bytes(None, "VmHWM").is_some_and(|b| b > 0));
         let l = raise_nofile(0).expect("getrlimit");
         assert!(l.soft <= l.hard && l.soft == l.soft_before);
     }

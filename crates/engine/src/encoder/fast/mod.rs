@@ -24,6 +24,7 @@ use super::bert::BertEncoder;
 use super::{Batch, EncoderBackend};
 use crate::config::Activation;
 use crate::error::{EngineError, Result};
+use crate::profile::{self, Laps, LayerTimes};
 use candle_core::{Device, Tensor};
 use gemm::Parallelism;
 use std::sync::Mutex;
@@ -286,6 +287,7 @@ impl FastBert {
     }
 
     /// The whole stack for one group of sequences; the result is in `ws.x[..tokens × hidden]`.
+    /// Returns this thread's time per layer stage while profiling is on (else zeros).
     fn run_group(
         &self,
         ws: &mut Workspace,
@@ -293,7 +295,8 @@ impl FastBert {
         types: &[u32],
         lens: &[usize],
         par: Parallelism,
-    ) {
+    ) -> LayerTimes {
+        let mut laps = Laps::new();
         let (h, inter) = (self.hidden, self.inter);
         let mut spans = Vec::with_capacity(lens.len());
         let mut t = 0;
@@ -308,6 +311,7 @@ impl FastBert {
         };
         let parallel = !matches!(par, Parallelism::None);
         self.embed(&mut ws.x, ids, types, &spans);
+        laps.lap(0);
         for layer in &self.layers {
             let q = |i: usize| layer.q.as_ref().map(|q| &q[i]);
             let acts = &mut ws.acts;
@@ -340,6 +344,7 @@ impl FastBert {
             for row in ws.x[..t * h].chunks_exact_mut(h) {
                 add_bias_layer_norm(row, &layer.o.b, &n.gamma, &n.beta, n.eps);
             }
+            laps.lap(1);
             apply(
                 &mut ws.ffn,
                 &ws.x,
@@ -365,7 +370,9 @@ impl FastBert {
             for row in ws.x[..t * h].chunks_exact_mut(h) {
                 add_bias_layer_norm(row, &layer.down.b, &n.gamma, &n.beta, n.eps);
             }
+            laps.lap(2);
         }
+        laps.times
     }
 
     /// Quantizes every linear layer of the stack to int8 (per-channel weights; activations per
@@ -437,7 +444,10 @@ impl FastBert {
             } else {
                 Parallelism::None
             };
-            self.run_group(&mut ws, &batch.flat_ids, &batch.flat_types, lens, par);
+            let times = self.run_group(&mut ws, &batch.flat_ids, &batch.flat_types, lens, par);
+            if profile::enabled() {
+                times.record(None);
+            }
             out.copy_from_slice(&ws.x[..total * h]);
             self.give_back(ws);
             return Ok(out);
@@ -455,14 +465,15 @@ impl FastBert {
             chunks.push(a);
             rest = b;
         }
-        groups
+        let section = profile::start();
+        let times = groups
             .par_iter()
             .zip(offsets.par_iter())
             .zip(chunks.into_par_iter())
-            .for_each(|((g, &off), dst)| {
+            .map(|((g, &off), dst)| {
                 let n: usize = lens[g.clone()].iter().sum();
                 let mut ws = self.take_workspace();
-                self.run_group(
+                let times = self.run_group(
                     &mut ws,
                     &batch.flat_ids[off..off + n],
                     &batch.flat_types[off..off + n],
@@ -471,7 +482,13 @@ impl FastBert {
                 );
                 dst.copy_from_slice(&ws.x[..n * h]);
                 self.give_back(ws);
-            });
+                times
+            })
+            .reduce(LayerTimes::default, |a, b| a + b);
+        if let Some(t0) = section {
+            // The groups ran side by side: their thread times, scaled to the section's wall time.
+            times.record(Some(t0.elapsed()));
+        }
         Ok(out)
     }
 }
