@@ -4,6 +4,8 @@
 
 use serde_json::{json, Map, Value};
 
+mod verify;
+
 /// The whole document.
 pub fn spec() -> Value {
     json!({
@@ -67,6 +69,7 @@ fn tags() -> Value {
         {"name": "openai", "description": "OpenAI-compatible routes."},
         {"name": "tei", "description": "text-embeddings-inference compatible routes (always the task's default model)."},
         {"name": "models", "description": "Model registry."},
+        {"name": "verify", "description": "Claim verification: the evidence corpus and verdicts."},
         {"name": "ops", "description": "Health, metrics, statistics, this document."}
     ])
 }
@@ -125,6 +128,8 @@ enum Errs {
     Load,
     /// `POST /v1/models/{name}/unload`.
     Unload,
+    /// Evidence reads and deletes: the store (503 without one or while the index loads).
+    Store,
 }
 
 impl Errs {
@@ -135,6 +140,7 @@ impl Errs {
             Errs::AuthOnly => &[401],
             Errs::Load => &[401, 404, 422, 503],
             Errs::Unload => &[401, 404],
+            Errs::Store => &[401, 404, 500, 503],
         }
     }
 }
@@ -208,6 +214,7 @@ fn paths() -> Value {
         encoder_paths(),
         generation_paths(),
         model_paths(),
+        verify::paths(),
         tei_paths(),
         ops_paths(),
     ] {
@@ -239,8 +246,10 @@ fn encoder_paths() -> Value {
             Some(json_body(sref("EntitiesRequest"))), responses(json_ok("Entities per input.", sref("EntitiesResponse")), Errs::Encoder), true)),
         "/v1/nli": post(op("encode", "nli", "Natural language inference",
             "Scores (premise, hypothesis) pairs with an NLI cross-encoder whose labels include entailment, neutral and \
-             contradiction. Needs such a model configured for task `nli` (404 otherwise; 422 when the model's labels are \
-             not NLI labels). The generative judge is not implemented yet.",
+             contradiction (422 when a named model's labels are not NLI labels), or with the generative judge: when the \
+             request names a generative model, when the `nli` default is one, or when no `nli` model is configured. The \
+             judge puts each pair in a chat prompt and reads the next-token probabilities of true / unknown / false (one \
+             forward pass per pair, not cached); it is weak with the pack's small models (see docs/MODELS.md).",
             Some(json_body(sref("NliRequest"))), responses(json_ok("A label and per-label probabilities per pair.", sref("NliResponse")), Errs::Encoder), true)),
         "/v1/rerank": post(op("encode", "rerank", "Rerank documents for a query",
             "With a cross-encoder configured for `rerank` (or a `model` whose task is `rerank`/`classify`): its raw relevance \
@@ -415,6 +424,7 @@ fn schemas() -> Value {
         encoder_schemas(),
         generation_schemas(),
         model_schemas(),
+        verify::schemas(),
         stats_schemas(),
         tei_schemas(),
     ] {
@@ -867,6 +877,8 @@ fn stats_schemas() -> Value {
                     "oneOf": [sref("CacheStats"), {"type": "null"}]},
                 "store": {"description": "The prediction store; null when off.",
                     "oneOf": [sref("StoreStats"), {"type": "null"}]},
+                "evidence": {"description": "The evidence corpus of `/v1/verify` (as `GET /v1/evidence`); null without the store.",
+                    "oneOf": [sref("CorpusStats"), {"type": "null"}]},
             }
         },
         "StoreStats": {
@@ -1036,6 +1048,11 @@ mod tests {
         ("get", "/info"),
         ("get", "/openapi.json"),
         ("get", "/"),
+        ("post", "/v1/evidence"),
+        ("get", "/v1/evidence"),
+        ("get", "/v1/evidence/{id}"),
+        ("delete", "/v1/evidence/{id}"),
+        ("post", "/v1/verify"),
     ];
 
     #[test]
@@ -1070,9 +1087,10 @@ mod tests {
                 );
             }
         }
+        let distinct: std::collections::BTreeSet<&str> = ROUTES.iter().map(|r| r.1).collect();
         assert_eq!(
             paths.len(),
-            ROUTES.len(),
+            distinct.len(),
             "documented paths: {:?}",
             paths.keys().collect::<Vec<_>>()
         );

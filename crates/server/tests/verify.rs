@@ -174,6 +174,23 @@ async fn evidence_round_trip(url: &str) {
         .unwrap()
         .iter()
         .all(|e| e["document_id"] != "moon"));
+
+    // A long document: more passages than one embedding request and one INSERT statement take.
+    let long: Vec<String> = (0..600)
+        .map(|i| format!("Sentence number {i} is here."))
+        .collect();
+    let r = s
+        .post_json(
+            "/v1/evidence",
+            json!({"documents": [{"id": "long", "text": long.join(" ")}], "passage_tokens": 8}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["passages"], 600);
+    let got = s.get("/v1/evidence/long").await.json();
+    assert_eq!(got["passages"].as_array().unwrap().len(), 600);
+    assert_eq!(got["passages"][599]["text"], "Sentence number 599 is here.");
+    assert_eq!(s.delete("/v1/evidence/long").await.status, 200);
     s.stop().await;
 }
 
@@ -354,4 +371,64 @@ async fn bad_evidence_and_verify_requests_get_a_4xx_naming_the_field() {
         .await;
     r.assert_error(503, None);
     s.stop().await;
+}
+
+/// Passages embedded by another model or revision are embedded again when the index is rebuilt
+/// at start, and saved: retrieval works as if they had been ingested now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn passages_of_another_model_revision_are_embedded_again_at_start() {
+    use sqlx::Row;
+    let dir = sqlite_dir("reembed");
+    let url = sqlite_url(&dir.join("nlpd.db"));
+    let Some(s) = start(Some(StoreConfig::new(&url))).await else {
+        return;
+    };
+    ingest(&s, json!(evidence_docs())).await;
+    s.stop().await;
+
+    // As if another model had written them: another revision, and vectors that point nowhere
+    // useful (all equal).
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let junk: Vec<u8> = std::iter::repeat_n(1.0f32.to_le_bytes(), 384)
+        .flatten()
+        .collect();
+    let n = sqlx::query("UPDATE evidence_passages SET revision = 'old', embedding = ?1")
+        .bind(&junk)
+        .execute(&pool)
+        .await
+        .unwrap()
+        .rows_affected();
+    assert!(n >= 10);
+    pool.close().await;
+
+    let Some(s) = start(Some(StoreConfig::new(&url))).await else {
+        return;
+    };
+    let stats = wait_until(
+        &s,
+        "/v1/evidence",
+        |v| v,
+        "the index ready",
+        120,
+        |v| v["state"] == "ready",
+    )
+    .await;
+    assert_eq!(stats["passages"], n, "{stats}");
+    let results = verify(
+        &s,
+        json!({"claims": ["Penguins use their wings to swim."], "top_k": 1, "nli_model": "smollm2"}),
+    )
+    .await;
+    assert_eq!(first_docs(&results), vec!["penguins"]);
+    s.stop().await;
+
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let old: i64 = sqlx::query("SELECT COUNT(*) FROM evidence_passages WHERE revision = 'old'")
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(old, 0, "the new embeddings are saved");
+    pool.close().await;
+    let _ = std::fs::remove_dir_all(dir);
 }

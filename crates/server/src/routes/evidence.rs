@@ -26,6 +26,8 @@ use std::time::{Duration, Instant};
 const MIN_PASSAGE_TOKENS: usize = 8;
 /// Longest client document id.
 const MAX_ID_CHARS: usize = 256;
+/// Passages embedded per batcher request while ingesting.
+const EMBED_CHUNK: usize = 256;
 /// Passages embedded per request while re-embedding at start...
 const REEMBED_CHUNK: usize = 256;
 /// ...and the deadline of each such request (bulk lane: client requests go first).
@@ -124,7 +126,7 @@ pub async fn put_evidence(
 ) -> Result<Response, ApiError> {
     let corpus = corpus(&st)?.clone();
     let docs = check_documents(req.documents, st.config.max_inputs_per_request)?;
-    let (_, wait) = deadline(&st, req.timeout_ms);
+    let (deadline_at, wait) = deadline(&st, req.timeout_ms);
     corpus.ready(wait).await?;
     let model = evidence_model(&st)?;
     let handle = st.registry.encoder(&model).await?;
@@ -178,18 +180,32 @@ pub async fn put_evidence(
         normalize: true,
         dimensions: None,
     };
-    let run = run_encoder_as(
-        &st,
-        Some(&model),
-        "embed",
-        "evidence",
-        inputs,
-        op,
-        RunOpts::new(true, req.timeout_ms, true),
-    )
-    .await?;
-    let revision = run.handle.revision.clone();
-    let mut vectors = run.outputs.into_iter().map(OpOutput::into_embedding);
+    // In chunks, so a long document never exceeds a request's input limit or the model's queue;
+    // every chunk runs under what is left of the request's deadline.
+    let mut vectors: Vec<Option<Vec<f32>>> = Vec::with_capacity(inputs.len());
+    let mut revision = String::new();
+    let mut inputs = inputs.into_iter();
+    loop {
+        let chunk: Vec<Input> = inputs.by_ref().take(EMBED_CHUNK).collect();
+        if chunk.is_empty() {
+            break;
+        }
+        let left = deadline_at.saturating_duration_since(Instant::now());
+        let left_ms = (left.as_millis() as u64).max(1);
+        let run = run_encoder_as(
+            &st,
+            Some(&model),
+            "embed",
+            "evidence",
+            chunk,
+            op.clone(),
+            RunOpts::new(true, Some(left_ms), true),
+        )
+        .await?;
+        revision = run.handle.revision.clone();
+        vectors.extend(run.outputs.into_iter().map(OpOutput::into_embedding));
+    }
+    let mut vectors = vectors.into_iter();
     let now = now_ms();
     let mut results = Vec::with_capacity(docs.len());
     let mut total = 0;

@@ -106,6 +106,7 @@ pub async fn stats(State(st): State<AppState>) -> Json<serde_json::Value> {
         "batching": report.batching,
         "cache": st.cache.as_ref().map(|c| c.stats()),
         "store": st.store.as_ref().map(|s| s.stats()),
+        "evidence": st.corpus.as_ref().map(|c| c.stats()),
     }))
 }
 

@@ -5,7 +5,7 @@
 use super::client::{self, Client};
 use super::load::{self, Ctx, Level};
 use super::report::{LevelReport, ServerSnapshot};
-use super::scenario::Workload;
+use super::scenario::{evidence_bodies, Scenario, Workload};
 use super::sys;
 use hyper::Uri;
 use std::sync::Arc;
@@ -15,6 +15,9 @@ use std::sync::Arc;
 /// (prefixed with `who`). Returns how many of them failed.
 pub async fn prime(client: &Client, workload: &Workload, uris: &[Uri], who: &str) -> usize {
     let mut failed = 0;
+    if workload.kinds.contains(&Scenario::Verify) {
+        failed += add_evidence(client, workload, who).await;
+    }
     for (i, kind) in workload.kinds.iter().enumerate() {
         let req = workload.build(i);
         let (outcome, body) = client
@@ -40,6 +43,28 @@ pub async fn prime(client: &Client, workload: &Workload, uris: &[Uri], who: &str
                     kind.path()
                 )
             }
+        }
+    }
+    failed
+}
+
+/// The verify scenario's evidence: the corpus, posted to `/v1/evidence` before the run (not
+/// counted). Returns how many requests failed.
+async fn add_evidence(client: &Client, workload: &Workload, who: &str) -> usize {
+    let Ok(uri) = client.uri("/v1/evidence") else {
+        return 1;
+    };
+    let bodies = evidence_bodies(workload.corpus());
+    let mut failed = 0;
+    for body in bodies {
+        let (outcome, reply) = client.send(hyper::Method::POST, uri.clone(), body).await;
+        if !matches!(outcome, client::Outcome::Ok) {
+            failed += 1;
+            eprintln!(
+                "nlpd {who}: warning: adding the corpus as evidence failed ({outcome:?}): {}",
+                String::from_utf8_lossy(&reply[..reply.len().min(300)]).trim()
+            );
+            break;
         }
     }
     failed

@@ -31,6 +31,9 @@ pub enum Scenario {
     Rerank,
     /// POST /v1/explain {"code", "max_tokens"}: built-in code snippets, one per request.
     Explain,
+    /// POST /v1/verify {"claims", "top_k": 10}: corpus lines as claims, after the corpus was
+    /// added as evidence (documents of 8 lines, ids `bench-N`). --model names the NLI model.
+    Verify,
     /// A weighted mix of the others (--mix).
     Mixed,
     /// POST /v1/embeddings {"input", "model"}: any OpenAI-compatible embeddings endpoint.
@@ -47,6 +50,7 @@ impl Scenario {
             Scenario::Nli => "nli",
             Scenario::Rerank => "rerank",
             Scenario::Explain => "explain",
+            Scenario::Verify => "verify",
             Scenario::Mixed => "mixed",
             Scenario::OpenaiEmbed => "openai-embed",
         }
@@ -61,6 +65,7 @@ impl Scenario {
             Scenario::Nli => "/v1/nli",
             Scenario::Rerank => "/v1/rerank",
             Scenario::Explain => "/v1/explain",
+            Scenario::Verify => "/v1/verify",
             Scenario::Mixed => "",
             Scenario::OpenaiEmbed => "/v1/embeddings",
         }
@@ -81,7 +86,7 @@ pub fn parse_mix(s: &str) -> Result<Vec<(Scenario, u32)>> {
         let sc = Scenario::parse(name.trim())
             .filter(|s| *s != Scenario::Mixed)
             .with_context(|| {
-                format!("--mix `{part}`: unknown scenario `{name}` (embed, classify, entities, analyze, nli, rerank, explain, openai-embed)")
+                format!("--mix `{part}`: unknown scenario `{name}` (embed, classify, entities, analyze, nli, rerank, explain, verify, openai-embed)")
             })?;
         let w: u32 = weight
             .trim()
@@ -153,6 +158,22 @@ const SNIPPETS: &[(&str, &str)] = &[
     ("c", "int is_prime(int n) {\n    if (n < 2) return 0;\n    for (int i = 2; i * i <= n; i++) if (n % i == 0) return 0;\n    return 1;\n}"),
 ];
 
+/// Lines per evidence document when the verify scenario adds the corpus as evidence.
+pub const EVIDENCE_LINES: usize = 8;
+
+/// The evidence request bodies of the verify scenario: the corpus as documents of
+/// [`EVIDENCE_LINES`] lines (ids `bench-0`, `bench-1`, ...: a rerun replaces them), 32 per body.
+pub fn evidence_bodies(corpus: &[String]) -> Vec<Bytes> {
+    let docs: Vec<Value> = corpus
+        .chunks(EVIDENCE_LINES)
+        .enumerate()
+        .map(|(i, lines)| json!({"id": format!("bench-{i}"), "text": lines.join(" "), "source": "nlpd bench"}))
+        .collect();
+    docs.chunks(32)
+        .map(|c| Bytes::from(serde_json::to_vec(&json!({ "documents": c })).unwrap_or_default()))
+        .collect()
+}
+
 /// Everything a request body depends on besides the scenario.
 #[derive(Debug, Clone)]
 pub struct BodyOptions {
@@ -206,6 +227,11 @@ impl Workload {
         }
     }
 
+    /// The corpus (what the verify scenario adds as evidence).
+    pub fn corpus(&self) -> &[String] {
+        &self.corpus
+    }
+
     /// The next request (thread-safe; deterministic order for one sender).
     pub fn next(&self) -> Request {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
@@ -239,6 +265,7 @@ impl Workload {
             | Scenario::Analyze
             | Scenario::Mixed => (json!({ "inputs": texts(batch) }), batch),
             Scenario::OpenaiEmbed => (json!({ "input": texts(batch) }), batch),
+            Scenario::Verify => (json!({ "claims": texts(batch), "top_k": 10 }), batch),
             Scenario::Nli => (
                 json!({ "pairs": (0..batch)
                     .map(|i| json!({"premise": line(i), "hypothesis": line(i + 1)}))
@@ -267,7 +294,12 @@ impl Workload {
             }
         };
         if let Some(m) = &self.opts.model {
-            body["model"] = json!(m);
+            let field = if sc == Scenario::Verify {
+                "nli_model"
+            } else {
+                "model"
+            };
+            body[field] = json!(m);
         }
         if !self.opts.cache {
             body["cache"] = json!(false);
@@ -354,6 +386,35 @@ mod tests {
         let w = Workload::new(Scenario::OpenaiEmbed, &[], corpus, o);
         let v: Value = serde_json::from_slice(&w.next().body).unwrap();
         assert_eq!(v, json!({"input": "t0", "model": "m"}));
+    }
+
+    #[test]
+    fn verify_claims_are_corpus_lines_and_the_corpus_is_the_evidence() {
+        let corpus: Vec<String> = (0..20).map(|i| format!("Sentence {i}.")).collect();
+        let mut o = opts(2);
+        o.model = Some("qwen".into());
+        let w = Workload::new(Scenario::Verify, &[], corpus.clone(), o);
+        let r = w.next();
+        let v: Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(v["claims"], json!(["Sentence 0.", "Sentence 1."]));
+        assert_eq!(v["top_k"], 10);
+        assert_eq!(v["nli_model"], "qwen");
+        assert!(v.get("model").is_none());
+        assert_eq!(r.inputs, 2);
+
+        let bodies = evidence_bodies(&corpus);
+        assert_eq!(bodies.len(), 1);
+        let b: Value = serde_json::from_slice(&bodies[0]).unwrap();
+        let docs = b["documents"].as_array().unwrap();
+        assert_eq!(docs.len(), 3, "20 lines in documents of {EVIDENCE_LINES}");
+        assert_eq!(docs[0]["id"], "bench-0");
+        assert!(docs[2]["text"].as_str().unwrap().ends_with("Sentence 19."));
+        let many: Vec<String> = (0..1024).map(|i| format!("S {i}.")).collect();
+        assert_eq!(
+            evidence_bodies(&many).len(),
+            4,
+            "128 documents, 32 per request"
+        );
     }
 
     #[test]
