@@ -40,7 +40,7 @@ pub struct Args {
     #[arg(long, env = "NLPD_VERIFY_TOP_K", default_value_t = DEFAULT_TOP_K)]
     top_k: usize,
     /// Passages less similar (cosine) to the claim than this are not evidence.
-    #[arg(long, env = "NLPD_VERIFY_MIN_SCORE", default_value_t = DEFAULT_MIN_SCORE)]
+    #[arg(long, env = "NLPD_VERIFY_MIN_SCORE", default_value_t = DEFAULT_MIN_SCORE, allow_negative_numbers = true)]
     min_score: f32,
     /// Most word pieces per passage when splitting documents.
     #[arg(long, env = "NLPD_VERIFY_PASSAGE_TOKENS", default_value_t = DEFAULT_PASSAGE_TOKENS)]
