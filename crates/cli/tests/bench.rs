@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{models, Tmp};
+use common::{models, text, Tmp};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -22,33 +22,11 @@ fn have_model() -> bool {
 }
 
 fn bench(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_nlpd"))
-        .arg("bench")
-        .args(args)
-        .env("NLPD_MODELS_DIR", models())
-        .stdin(Stdio::null())
-        .output()
-        .expect("run nlpd bench")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).to_string()
+    common::nlpd("bench", args)
 }
 
 fn json_report(out: &Output) -> Value {
-    assert!(
-        out.status.success(),
-        "nlpd bench failed ({}):\n{}",
-        out.status,
-        text(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
-            text(&out.stdout),
-            text(&out.stderr)
-        )
-    })
+    common::json_stdout(out)
 }
 
 fn f(v: &Value, key: &str) -> f64 {
@@ -322,43 +300,33 @@ fn http_errors_are_counted_by_status() {
 
 #[test]
 fn bad_flags_exit_2_naming_the_flag() {
-    for (args, flag) in [
-        (&["--concurrency", "0"][..], "--concurrency"),
-        (&["--concurrency", "4,x"], "--concurrency"),
-        (&["--scenario", "nope"], "--scenario"),
-        (&["--duration", "abc"], "--duration"),
-        (&["--rate", "0"], "--rate"),
-        (&["--rate=-1"], "--rate"),
-        (&["--rate", "5", "--concurrency", "2"], "--concurrency"),
-        (&["--batch", "0"], "--batch"),
-        (&["--scenario", "embed", "--mix", "embed=1"], "--mix"),
-        (&["--scenario", "mixed", "--mix", "verify=1"], "--mix"),
-        (&["--scenario", "explain", "--batch", "2"], "--batch"),
-        (&["--url", "https://example.com"], "--url"),
-        (&["--corpus", "/nonexistent/corpus.txt"], "--corpus"),
-    ] {
-        let out = bench(args);
-        let err = text(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
-        assert!(
-            err.contains(flag),
-            "{args:?}: the message names {flag}: {err}"
-        );
-        assert!(!err.contains("panicked"), "{args:?}: {err}");
-    }
+    common::assert_refused(
+        "bench",
+        &[
+            (vec!["--concurrency", "0"], "--concurrency"),
+            (vec!["--concurrency", "4,x"], "--concurrency"),
+            (vec!["--scenario", "nope"], "--scenario"),
+            (vec!["--duration", "abc"], "--duration"),
+            (vec!["--rate", "0"], "--rate"),
+            (vec!["--rate=-1"], "--rate"),
+            (vec!["--rate", "5", "--concurrency", "2"], "--concurrency"),
+            (vec!["--batch", "0"], "--batch"),
+            (vec!["--scenario", "embed", "--mix", "embed=1"], "--mix"),
+            (vec!["--scenario", "mixed", "--mix", "nope=1"], "--mix"),
+            (vec!["--scenario", "explain", "--batch", "2"], "--batch"),
+            (vec!["--url", "https://example.com"], "--url"),
+            (vec!["--corpus", "/nonexistent/corpus.txt"], "--corpus"),
+        ],
+    );
     // --help documents the flags with their defaults and an example.
-    let out = Command::new(env!("CARGO_BIN_EXE_nlpd"))
-        .args(["bench", "--help"])
-        .output()
-        .expect("nlpd bench --help");
-    let help = text(&out.stdout);
-    for s in [
-        "--concurrency",
-        "[default: 1,8,32,128]",
-        "--rate",
-        "coordinated",
-        "Examples:",
-    ] {
-        assert!(help.contains(s), "--help lacks {s}:\n{help}");
-    }
+    common::assert_help(
+        "bench",
+        &[
+            "--concurrency",
+            "[default: 1,8,32,128]",
+            "--rate",
+            "coordinated",
+            "Examples:",
+        ],
+    );
 }

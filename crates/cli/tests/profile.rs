@@ -4,33 +4,16 @@
 
 mod common;
 
-use common::{models, Tmp};
+use common::{text, Tmp};
 use serde_json::Value;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 fn profile(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_nlpd"))
-        .arg("profile")
-        .args(args)
-        .env("NLPD_MODELS_DIR", models())
-        .stdin(Stdio::null())
-        .output()
-        .expect("run nlpd profile")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).to_string()
+    common::nlpd("profile", args)
 }
 
 fn json(out: &Output) -> Value {
-    assert!(
-        out.status.success(),
-        "nlpd profile failed ({}):\n{}",
-        out.status,
-        text(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", text(&out.stdout)))
+    common::json_stdout(out)
 }
 
 fn stage(doc: &Value, name: &str) -> f64 {
@@ -210,29 +193,16 @@ fn bad_flags_exit_2_naming_the_flag() {
             "--task entities",
         ));
     }
-    for (args, flag) in cases {
-        let out = profile(&args);
-        let err = text(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
-        assert!(
-            err.contains(flag),
-            "{args:?}: the message names {flag}: {err}"
-        );
-        assert!(!err.contains("panicked"), "{args:?}: {err}");
-    }
-    let out = Command::new(env!("CARGO_BIN_EXE_nlpd"))
-        .args(["profile", "--help"])
-        .output()
-        .expect("nlpd profile --help");
-    let help = text(&out.stdout);
-    for s in [
-        "--corpus",
-        "--batch",
-        "[default: 32]",
-        "NLPD_PROFILE_JSON",
-        "VmHWM",
-        "Examples:",
-    ] {
-        assert!(help.contains(s), "--help lacks {s}:\n{help}");
-    }
+    common::assert_refused("profile", &cases);
+    common::assert_help(
+        "profile",
+        &[
+            "--corpus",
+            "--batch",
+            "[default: 32]",
+            "NLPD_PROFILE_JSON",
+            "VmHWM",
+            "Examples:",
+        ],
+    );
 }

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{models, Tmp};
+use common::{models, text, Tmp};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Output, Stdio};
@@ -20,17 +20,7 @@ fn have_model() -> bool {
 }
 
 fn tune(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_nlpd"))
-        .arg("tune")
-        .args(args)
-        .env("NLPD_MODELS_DIR", models())
-        .stdin(Stdio::null())
-        .output()
-        .expect("run nlpd tune")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).to_string()
+    common::nlpd("tune", args)
 }
 
 fn f(v: &Value, key: &str) -> f64 {
@@ -81,14 +71,7 @@ fn a_two_point_sweep_recommends_within_the_constraints_and_writes_a_config_serve
         cfg,
     ]);
     let out = tune(&args);
-    assert!(
-        out.status.success(),
-        "nlpd tune failed ({}):\n{}",
-        out.status,
-        text(&out.stderr)
-    );
-    let doc: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", text(&out.stdout)));
+    let doc = common::json_stdout(&out);
     assert_eq!(doc["settings"]["model"], MODEL, "{doc}");
     assert_eq!(doc["settings"]["max_batch_size"], serde_json::json!([2, 8]));
     let rows = doc["results"].as_array().expect("results");
@@ -236,45 +219,35 @@ fn bad_flags_exit_2_naming_the_flag() {
     let bad_toml = tmp.path("bad.toml");
     std::fs::write(&bad_toml, "port = = 1\n").unwrap();
     let bad_toml = bad_toml.to_str().unwrap();
-    for (args, flag) in [
-        (&["--max-batch-size", "0"][..], "--max-batch-size"),
-        (&["--max-batch-size", "64..4"], "--max-batch-size"),
-        (&["--max-batch-tokens", "lots"], "--max-batch-tokens"),
-        (&["--max-wait-us", "0..100"], "--max-wait-us"),
-        (&["--p99-target", "soon"], "--p99-target"),
-        (&["--p99-target", "0"], "--p99-target"),
-        (&["--memory-limit", "2XB"], "--memory-limit"),
-        (&["--concurrency", "0"], "--concurrency"),
-        (&["--scenario", "mixed"], "--scenario"),
-        (&["--serve-arg=--max-batch-size=8"], "--serve-arg"),
-        (&["--model", "/nonexistent/model"], "--model"),
-        (&["--corpus", "/nonexistent/corpus.txt"], "--corpus"),
-        (&["--write", bad_toml], "--write"),
-    ] {
-        let out = tune(args);
-        let err = text(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
-        assert!(
-            err.contains(flag),
-            "{args:?}: the message names {flag}: {err}"
-        );
-        assert!(!err.contains("panicked"), "{args:?}: {err}");
-    }
-    let out = Command::new(env!("CARGO_BIN_EXE_nlpd"))
-        .args(["tune", "--help"])
-        .output()
-        .expect("nlpd tune --help");
-    let help = text(&out.stdout);
-    for s in [
-        "--max-batch-size",
-        "[default: 4..64]",
-        "--p99-target",
-        "--memory-limit",
-        "--write",
-        "NLPD_TUNE_CONCURRENCY",
-        "Examples:",
-        "VmHWM",
-    ] {
-        assert!(help.contains(s), "--help lacks {s}:\n{help}");
-    }
+    common::assert_refused(
+        "tune",
+        &[
+            (vec!["--max-batch-size", "0"], "--max-batch-size"),
+            (vec!["--max-batch-size", "64..4"], "--max-batch-size"),
+            (vec!["--max-batch-tokens", "lots"], "--max-batch-tokens"),
+            (vec!["--max-wait-us", "0..100"], "--max-wait-us"),
+            (vec!["--p99-target", "soon"], "--p99-target"),
+            (vec!["--p99-target", "0"], "--p99-target"),
+            (vec!["--memory-limit", "2XB"], "--memory-limit"),
+            (vec!["--concurrency", "0"], "--concurrency"),
+            (vec!["--scenario", "mixed"], "--scenario"),
+            (vec!["--serve-arg=--max-batch-size=8"], "--serve-arg"),
+            (vec!["--model", "/nonexistent/model"], "--model"),
+            (vec!["--corpus", "/nonexistent/corpus.txt"], "--corpus"),
+            (vec!["--write", bad_toml], "--write"),
+        ],
+    );
+    common::assert_help(
+        "tune",
+        &[
+            "--max-batch-size",
+            "[default: 4..64]",
+            "--p99-target",
+            "--memory-limit",
+            "--write",
+            "NLPD_TUNE_CONCURRENCY",
+            "Examples:",
+            "VmHWM",
+        ],
+    );
 }

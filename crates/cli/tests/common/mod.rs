@@ -75,3 +75,62 @@ impl Drop for Tmp {
         std::fs::remove_dir_all(&self.0).ok();
     }
 }
+
+/// Runs `nlpd SUBCOMMAND ARGS...` with the pack's models directory and no stdin.
+pub fn nlpd(subcommand: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_nlpd"))
+        .arg(subcommand)
+        .args(args)
+        .env("NLPD_MODELS_DIR", models())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("run nlpd {subcommand}: {e}"))
+}
+
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).to_string()
+}
+
+/// The command's stdout as JSON, after checking it succeeded (stderr shown otherwise).
+pub fn json_stdout(out: &std::process::Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "nlpd failed ({}):\n{}",
+        out.status,
+        text(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        )
+    })
+}
+
+/// Each `(args, needle)`: `nlpd SUBCOMMAND args` exits 2, without a panic, with a message that
+/// names `needle` (the flag at fault).
+pub fn assert_refused(subcommand: &str, cases: &[(Vec<&str>, &str)]) {
+    for (args, flag) in cases {
+        let out = nlpd(subcommand, args);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(flag),
+            "{args:?}: the message names {flag}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
+
+/// `nlpd SUBCOMMAND --help` mentions every needle.
+pub fn assert_help(subcommand: &str, needles: &[&str]) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nlpd"))
+        .args([subcommand, "--help"])
+        .output()
+        .unwrap_or_else(|e| panic!("nlpd {subcommand} --help: {e}"));
+    let help = text(&out.stdout);
+    for s in needles {
+        assert!(help.contains(s), "--help lacks {s}:\n{help}");
+    }
+}
