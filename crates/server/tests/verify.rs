@@ -42,6 +42,21 @@ async fn start(store: Option<StoreConfig>) -> Option<TestServer> {
     )
 }
 
+/// A server on an existing store, once its index is rebuilt: the server and `GET /v1/evidence`.
+async fn restart(url: &str) -> Option<(TestServer, Value)> {
+    let s = start(Some(StoreConfig::new(url))).await?;
+    let stats = wait_until(
+        &s,
+        "/v1/evidence",
+        |v| v,
+        "the index ready",
+        120,
+        |v| v["state"] == "ready",
+    )
+    .await;
+    Some((s, stats))
+}
+
 async fn ingest(s: &TestServer, docs: Value) -> Value {
     let r = s
         .post_json("/v1/evidence", json!({ "documents": docs }))
@@ -141,18 +156,9 @@ async fn evidence_round_trip(url: &str) {
     s.stop().await;
 
     // A new server on the same database rebuilds the index from it: no ingest needed.
-    let Some(s) = start(Some(StoreConfig::new(url))).await else {
+    let Some((s, stats)) = restart(url).await else {
         return;
     };
-    let stats = wait_until(
-        &s,
-        "/v1/evidence",
-        |v| v,
-        "the index ready",
-        60,
-        |v| v["state"] == "ready",
-    )
-    .await;
     assert_eq!(stats["documents"], docs.len(), "{stats}");
     assert_eq!(stats["passages"], passages + 2, "{stats}");
     let results = verify(&s, json!({"claims": [claims[1].0], "top_k": 2})).await;
@@ -401,18 +407,9 @@ async fn passages_of_another_model_revision_are_embedded_again_at_start() {
     assert!(n >= 10);
     pool.close().await;
 
-    let Some(s) = start(Some(StoreConfig::new(&url))).await else {
+    let Some((s, stats)) = restart(&url).await else {
         return;
     };
-    let stats = wait_until(
-        &s,
-        "/v1/evidence",
-        |v| v,
-        "the index ready",
-        120,
-        |v| v["state"] == "ready",
-    )
-    .await;
     assert_eq!(stats["passages"], n, "{stats}");
     let results = verify(
         &s,
