@@ -245,7 +245,10 @@ pub async fn serve(
                 state.cache.clone(),
             ))
         });
-    let indexing = tokio::spawn(crate::routes::evidence::rebuild_index(state.clone()));
+    let indexing = tokio::spawn(crate::routes::evidence::rebuild_index(
+        state.clone(),
+        state.config.evidence_refresh,
+    ));
     let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)

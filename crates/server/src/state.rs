@@ -25,6 +25,9 @@ pub struct ServerConfig {
     /// The prediction store; `None`: off (the library default; `nlpd serve` turns it on with a
     /// SQLite file in the data dir).
     pub store: Option<StoreConfig>,
+    /// How often the evidence index checks the store for documents another replica added,
+    /// replaced or deleted (and rebuilds when there are); `None`: never after start.
+    pub evidence_refresh: Option<Duration>,
 }
 
 impl Default for ServerConfig {
@@ -38,6 +41,7 @@ impl Default for ServerConfig {
             rate_limit: None,
             cache: None,
             store: None,
+            evidence_refresh: Some(Duration::from_secs(10)),
         }
     }
 }

@@ -21,12 +21,19 @@ fn evidence_docs() -> Vec<Value> {
 }
 
 async fn start(store: Option<StoreConfig>) -> Option<TestServer> {
+    start_with(ServerConfig {
+        store,
+        ..generation_config()
+    })
+    .await
+}
+
+async fn start_with(config: ServerConfig) -> Option<TestServer> {
     let minilm = pack("all-MiniLM-L6-v2")?;
     let smol = pack("smollm2-135m-instruct")?;
     let config = ServerConfig {
         cache: Some(CacheConfig::default()),
-        store,
-        ..generation_config()
+        ..config
     };
     Some(
         TestServer::start(
@@ -427,5 +434,76 @@ async fn passages_of_another_model_revision_are_embedded_again_at_start() {
         .get(0);
     assert_eq!(old, 0, "the new embeddings are saved");
     pool.close().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Two replicas on one database: what one adds or deletes, the other's index picks up at its
+/// next refresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_sees_documents_another_replica_adds_and_deletes() {
+    let dir = sqlite_dir("replicas");
+    let url = sqlite_url(&dir.join("nlpd.db"));
+    let config = || ServerConfig {
+        store: Some(StoreConfig::new(&url)),
+        evidence_refresh: Some(std::time::Duration::from_millis(200)),
+        ..generation_config()
+    };
+    let (Some(a), Some(b)) = (start_with(config()).await, start_with(config()).await) else {
+        return;
+    };
+    let ready = |v: &Value| v["state"] == "ready";
+    wait_until(&b, "/v1/evidence", |v| v, "b ready", 60, ready).await;
+    let docs = evidence_docs();
+    ingest(&a, json!([docs[2], docs[5]])).await;
+    let seen = wait_until(
+        &b,
+        "/v1/evidence",
+        |v| v,
+        "b sees a's documents",
+        60,
+        |v| v["documents"] == 2,
+    )
+    .await;
+    assert_eq!(seen["state"], "ready");
+    let r = verify(
+        &b,
+        json!({"claims": ["Penguins use their wings as flippers."], "top_k": 1}),
+    )
+    .await;
+    assert_eq!(first_docs(&r), vec!["penguins"]);
+
+    assert_eq!(a.delete("/v1/evidence/penguins").await.status, 200);
+    wait_until(
+        &b,
+        "/v1/evidence",
+        |v| v,
+        "b sees the delete",
+        60,
+        |v| v["documents"] == 1,
+    )
+    .await;
+    let r = verify(
+        &b,
+        json!({"claims": ["Penguins use their wings as flippers."], "top_k": 3, "min_score": -1}),
+    )
+    .await;
+    assert!(r[0]["evidence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["document_id"] == "moon"));
+    // And the other way round.
+    ingest(&b, json!([docs[0]])).await;
+    wait_until(
+        &a,
+        "/v1/evidence",
+        |v| v,
+        "a sees b's document",
+        60,
+        |v| v["documents"] == 2,
+    )
+    .await;
+    a.stop().await;
+    b.stop().await;
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -150,6 +150,11 @@ pub struct Args {
     /// rows are dropped and counted in nlpd_store_dropped_rows_total.
     #[arg(long, env = "NLPD_STORE_QUEUE_ROWS", default_value_t = 16384)]
     pub store_queue_rows: usize,
+    /// How often the evidence index (of /v1/verify) asks the store whether another replica on
+    /// the same database added, replaced or deleted documents, and rebuilds itself if so
+    /// (e.g. 10s; 0 = only at start).
+    #[arg(long, env = "NLPD_EVIDENCE_REFRESH", default_value = "10s")]
+    pub evidence_refresh: String,
 }
 
 /// The prediction store settings from the flags (`None`: `--database-url off`).
@@ -376,6 +381,11 @@ pub fn run(args: Args, models_dir: &Path) -> Result<usize> {
         max_inputs_per_request: args.max_inputs_per_request.max(1),
         request_timeout: Duration::from_secs_f64(args.request_timeout),
         rate_limit: args.rate_limit,
+        evidence_refresh: Some(
+            parse_duration(&args.evidence_refresh)
+                .map_err(anyhow::Error::msg)
+                .context("--evidence-refresh")?,
+        ),
         ..ServerConfig::default()
     };
     tracing::info!(

@@ -70,6 +70,8 @@ pub struct Corpus {
     /// The embedding model (name, revision) of the indexed vectors, once known.
     model: Mutex<Option<(String, String)>>,
     documents: Mutex<usize>,
+    /// The store's fingerprint the index matches (see [`Corpus::changed_elsewhere`]).
+    fingerprint: Mutex<Option<(i64, i64)>>,
     writes: tokio::sync::Mutex<()>,
     state: watch::Sender<CorpusState>,
 }
@@ -104,6 +106,7 @@ impl Corpus {
             index: RwLock::new(VectorIndex::new()),
             model: Mutex::new(None),
             documents: Mutex::new(0),
+            fingerprint: Mutex::new(None),
             writes: tokio::sync::Mutex::new(()),
             state: watch::channel(CorpusState::Loading).0,
         })
@@ -134,14 +137,46 @@ impl Corpus {
         }
     }
 
-    /// Every stored passage (the start of a rebuild); a failure marks the index failed.
+    /// Every stored passage (the start of a rebuild or a refresh); remembers the store's
+    /// fingerprint they match.
     pub async fn read_store(&self) -> Result<Vec<EvidencePassage>> {
-        match self.store.evidence_passages().await {
-            Ok(r) => Ok(r),
-            Err(e) => {
-                self.fail(e.to_string());
-                Err(e.into())
+        let read = async {
+            let fp = self.store.evidence_fingerprint().await?;
+            let rows = self.store.evidence_passages().await?;
+            Ok::<_, StoreError>((fp, rows))
+        };
+        match read.await {
+            Ok((fp, rows)) => {
+                *self.fingerprint.lock().unwrap_or_else(|p| p.into_inner()) = Some(fp);
+                Ok(rows)
             }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Holds off this replica's writes (a refresh reads the store and swaps the index under it,
+    /// so no write of ours lands between the read and the swap).
+    pub async fn lock_writes(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.writes.lock().await
+    }
+
+    /// Whether the store changed since the index was built or last written by this replica:
+    /// another replica on the same database added, replaced or deleted a document. A store
+    /// that does not answer is not a change (the next poll asks again).
+    pub async fn changed_elsewhere(&self) -> bool {
+        match self.store.evidence_fingerprint().await {
+            Ok(fp) => *self.fingerprint.lock().unwrap_or_else(|p| p.into_inner()) != Some(fp),
+            Err(e) => {
+                tracing::debug!(error = %e, "evidence refresh: the store did not answer");
+                false
+            }
+        }
+    }
+
+    /// After one of this replica's writes: the fingerprint now includes it.
+    async fn note_own_write(&self) {
+        if let Ok(fp) = self.store.evidence_fingerprint().await {
+            *self.fingerprint.lock().unwrap_or_else(|p| p.into_inner()) = Some(fp);
         }
     }
 
@@ -185,10 +220,7 @@ impl Corpus {
     /// index ready.
     pub async fn finish_load(&self, reembedded: Vec<EvidencePassage>) -> Result<()> {
         if !reembedded.is_empty() {
-            if let Err(e) = self.store.update_evidence_embeddings(&reembedded).await {
-                self.fail(e.to_string());
-                return Err(e.into());
-            }
+            self.store.update_evidence_embeddings(&reembedded).await?;
             let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
             for p in &reembedded {
                 index.add(passage_ref(p), &p.embedding)?;
@@ -234,15 +266,22 @@ impl Corpus {
         }
         let _w = self.writes.lock().await;
         let replaced = self.store.put_evidence(doc, passages).await?;
-        let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
-        index.remove_document(&doc.id);
-        for p in passages {
-            index.add(passage_ref(p), &p.embedding)?;
-        }
+        self.reindex_document(&doc.id, passages)?;
         if !replaced {
             *self.documents.lock().unwrap_or_else(|p| p.into_inner()) += 1;
         }
+        self.note_own_write().await;
         Ok(replaced)
+    }
+
+    /// Replaces a document's passages in the index (no await while the index is locked).
+    fn reindex_document(&self, id: &str, passages: &[EvidencePassage]) -> Result<()> {
+        let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
+        index.remove_document(id);
+        for p in passages {
+            index.add(passage_ref(p), &p.embedding)?;
+        }
+        Ok(())
     }
 
     /// A stored document and its passages.
@@ -262,6 +301,7 @@ impl Corpus {
             let mut d = self.documents.lock().unwrap_or_else(|p| p.into_inner());
             *d = d.saturating_sub(1);
         }
+        self.note_own_write().await;
         Ok(gone)
     }
 

@@ -273,6 +273,21 @@ impl Db {
         Ok(rows)
     }
 
+    /// What changes when any replica adds, replaces or deletes a document: the number of
+    /// documents and the sum of their creation times (a replaced document gets a new one).
+    pub async fn evidence_fingerprint(&self) -> Result<(i64, i64)> {
+        let sql = "SELECT CAST(COUNT(*) AS BIGINT), CAST(COALESCE(SUM(created_at), 0) AS BIGINT) \
+                   FROM evidence_documents";
+        self.timed(async {
+            let fp = with_pool!(self, p => {
+                let row = sqlx::query(sql).fetch_one(p).await?;
+                (row.try_get::<i64, _>(0)?, row.try_get::<i64, _>(1)?)
+            });
+            Ok(fp)
+        })
+        .await
+    }
+
     /// Replaces the embedding (and model, revision) of passages embedded again by another model.
     pub async fn update_evidence_embeddings(&self, passages: &[EvidencePassage]) -> Result<()> {
         let sql = sql_for(

@@ -278,6 +278,13 @@ impl Store {
         self.db.evidence_passages().await
     }
 
+    /// The evidence tables' fingerprint: changes whenever a document is added, replaced or
+    /// deleted (by this replica or another on the same database).
+    pub async fn evidence_fingerprint(&self) -> Result<(i64, i64)> {
+        self.db.ensure_migrated().await?;
+        self.db.evidence_fingerprint().await
+    }
+
     /// Saves new embeddings of passages embedded again (another model or revision).
     pub async fn update_evidence_embeddings(&self, passages: &[EvidencePassage]) -> Result<()> {
         self.db.ensure_migrated().await?;

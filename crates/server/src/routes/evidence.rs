@@ -339,13 +339,41 @@ fn now_ms() -> i64 {
 
 /// At start: reads the stored passages into the index; passages embedded by another model or
 /// revision are embedded again (bulk lane) and saved. Until it ends, evidence routes wait (up
-/// to their deadline) and then answer 503.
-pub async fn rebuild_index(st: AppState) {
+/// to their deadline) and then answer 503. Then, every `refresh` (if set), rebuilds the index
+/// when another replica on the same database changed the corpus.
+pub async fn rebuild_index(st: AppState, refresh: Option<Duration>) {
     let Some(corpus) = st.corpus.clone() else {
         return;
     };
     if let Err(e) = rebuild(&st, &corpus).await {
         corpus.fail(e);
+        return;
+    }
+    let Some(every) = refresh.filter(|d| !d.is_zero()) else {
+        return;
+    };
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        if !corpus.changed_elsewhere().await {
+            continue;
+        }
+        // Our own writes wait while the index is read and swapped, so none is lost.
+        let _writes = corpus.lock_writes().await;
+        if !corpus.changed_elsewhere().await {
+            continue;
+        }
+        let t = Instant::now();
+        match rebuild(&st, &corpus).await {
+            Ok(()) => tracing::info!(
+                took_ms = t.elapsed().as_millis() as u64,
+                "evidence index rebuilt: another replica changed the corpus"
+            ),
+            // The old index keeps serving; the next tick tries again.
+            Err(e) => tracing::warn!(error = %e, "evidence index refresh failed"),
+        }
     }
 }
 
@@ -359,9 +387,14 @@ async fn rebuild(st: &AppState, corpus: &Arc<Corpus>) -> Result<(), String> {
         return Err("the store holds evidence but no embedding model is configured".into());
     };
     if rows.is_empty() {
-        // Nothing to index: do not load the model for it.
-        corpus.mark_ready(&model, "");
-        return Ok(());
+        // Nothing to index (an empty index replaces any older one): no model load for it.
+        corpus
+            .index_loaded(rows, &model, "")
+            .map_err(|e| e.to_string())?;
+        return corpus
+            .finish_load(Vec::new())
+            .await
+            .map_err(|e| e.to_string());
     }
     let handle = st
         .registry
