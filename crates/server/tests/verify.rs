@@ -448,10 +448,14 @@ async fn a_replica_sees_documents_another_replica_adds_and_deletes() {
         evidence_refresh: Some(std::time::Duration::from_millis(200)),
         ..generation_config()
     };
-    let (Some(a), Some(b)) = (start_with(config()).await, start_with(config()).await) else {
+    let ready = |v: &Value| v["state"] == "ready";
+    let Some(a) = start_with(config()).await else {
         return;
     };
-    let ready = |v: &Value| v["state"] == "ready";
+    wait_until(&a, "/v1/evidence", |v| v, "a ready", 60, ready).await;
+    let Some(b) = start_with(config()).await else {
+        return;
+    };
     wait_until(&b, "/v1/evidence", |v| v, "b ready", 60, ready).await;
     let docs = evidence_docs();
     ingest(&a, json!([docs[2], docs[5]])).await;

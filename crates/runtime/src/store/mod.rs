@@ -168,7 +168,14 @@ impl Store {
         let backend = Backend::of(&cfg.url)?;
         let db = db::Db::connect(backend, cfg.url.trim(), cfg.timeout)?;
         let counters = Arc::new(Counters::new());
-        if let Err(e) = db.ensure_migrated().await {
+        let mut migrated = db.ensure_migrated().await;
+        if migrated.is_err() && backend == Backend::Sqlite {
+            // Another process opening the same new file may be migrating it right now (SQLite
+            // has no advisory lock for sqlx's migrator): once more, after it is done.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            migrated = db.ensure_migrated().await;
+        }
+        if let Err(e) = migrated {
             match backend {
                 Backend::Sqlite => return Err(e),
                 Backend::Postgres => {
