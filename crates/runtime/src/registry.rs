@@ -64,18 +64,10 @@ impl ModelSpec {
             let inferred = match dir.config.head {
                 HeadKind::Base => "embed",
                 HeadKind::SequenceClassification => {
-                    let labels: Vec<String> = dir
-                        .config
-                        .id2label
-                        .iter()
-                        .map(|l| l.to_lowercase())
-                        .collect();
+                    let labels = &dir.config.id2label;
                     if labels.len() == 1 {
                         "rerank"
-                    } else if ["entailment", "neutral", "contradiction"]
-                        .iter()
-                        .all(|l| labels.iter().any(|x| x == l))
-                    {
+                    } else if nlpd_engine::generate::nli_label_positions(labels).is_ok() {
                         "nli"
                     } else {
                         "classify"

@@ -8,6 +8,7 @@ use crate::error::ApiError;
 use crate::pipeline::{deadline, run_encoder, Input, RunOpts};
 use crate::state::{AppState, Served};
 use crate::types::check_count;
+use nlpd_engine::generate::nli_label_positions;
 use nlpd_engine::{EncoderOp, OpOutput};
 use nlpd_runtime::ModelKind;
 
@@ -72,28 +73,16 @@ async fn cross_encoder(
 ) -> Result<NliScores, ApiError> {
     let inputs: Vec<Input> = pairs.into_iter().map(|(p, h)| (p, Some(h))).collect();
     let run = run_encoder(st, model, "nli", inputs, EncoderOp::Classify, opts).await?;
-    let labels: Vec<String> = run
-        .handle
-        .info
-        .labels
-        .iter()
-        .map(|l| l.to_lowercase())
-        .collect();
-    let mut at = [0usize; 3];
-    for (slot, want) in at
-        .iter_mut()
-        .zip(["entailment", "neutral", "contradiction"])
-    {
-        *slot = labels.iter().position(|l| l == want).ok_or_else(|| {
-            ApiError::unprocessable(
-                "model",
-                format!(
-                    "model `{}` is not an NLI model: its labels {:?} lack `{want}`",
-                    run.served.model, labels
-                ),
-            )
-        })?;
-    }
+    let labels = &run.handle.info.labels;
+    let at = nli_label_positions(labels).map_err(|want| {
+        ApiError::unprocessable(
+            "model",
+            format!(
+                "model `{}` is not an NLI model: its labels {labels:?} lack `{want}`",
+                run.served.model
+            ),
+        )
+    })?;
     let scores = run
         .outputs
         .iter()

@@ -6,7 +6,7 @@
 use super::{load_encoder, model_path, EngineArgs};
 use crate::io::{opt_text_field, records, text_field, Output};
 use anyhow::{bail, Context, Result};
-use nlpd_engine::generate::{find_gguf, GenModel, JudgePrompt, NliJudge};
+use nlpd_engine::generate::{find_gguf, nli_label_positions, GenModel, JudgePrompt, NliJudge};
 use nlpd_engine::{EmbedOptions, EncoderModel, TextInput};
 use nlpd_runtime::evidence::{
     document_id_for, report, split, ClaimTimings, PassageRef, VectorIndex, Verdict,
@@ -75,19 +75,13 @@ impl Nli {
             ));
         }
         let model = load_encoder(&path, &args.engine)?;
-        let labels: Vec<String> = model.labels().iter().map(|l| l.to_lowercase()).collect();
-        let mut at = [0; 3];
-        for (slot, want) in at
-            .iter_mut()
-            .zip(["entailment", "neutral", "contradiction"])
-        {
-            *slot = labels.iter().position(|l| l == want).with_context(|| {
-                format!(
-                    "{} is not an NLI model: its labels {labels:?} lack `{want}`",
-                    path.display()
-                )
-            })?;
-        }
+        let labels = model.labels();
+        let at = nli_label_positions(labels).map_err(|want| {
+            anyhow::anyhow!(
+                "{} is not an NLI model: its labels {labels:?} lack `{want}`",
+                path.display()
+            )
+        })?;
         Ok((
             Nli::CrossEncoder(Box::new(model), at),
             path.display().to_string(),

@@ -11,6 +11,21 @@ use crate::error::{EngineError, Result};
 /// The labels, in the order of `NliJudge::scores`' output.
 pub const NLI_LABELS: [&str; 3] = ["entailment", "neutral", "contradiction"];
 
+/// Where each of [`NLI_LABELS`] sits among a classifier's labels (any case): how to read an NLI
+/// cross-encoder's scores in this order. `Err` names the first label it lacks.
+pub fn nli_label_positions(
+    labels: &[impl AsRef<str>],
+) -> std::result::Result<[usize; 3], &'static str> {
+    let mut at = [0; 3];
+    for (slot, want) in at.iter_mut().zip(NLI_LABELS) {
+        *slot = labels
+            .iter()
+            .position(|l| l.as_ref().eq_ignore_ascii_case(want))
+            .ok_or(want)?;
+    }
+    Ok(at)
+}
+
 /// How a pair is asked, and which answer words stand for which label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JudgePrompt {
@@ -205,6 +220,18 @@ impl NliJudge {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nli_labels_are_found_in_any_order_and_case() {
+        assert_eq!(
+            nli_label_positions(&["CONTRADICTION", "Entailment", "neutral"]),
+            Ok([1, 2, 0])
+        );
+        assert_eq!(
+            nli_label_positions(&["entailment", "not_entailment"]),
+            Err("neutral")
+        );
+    }
 
     #[test]
     fn scores_renormalize_the_answer_words_and_sum_to_one() {

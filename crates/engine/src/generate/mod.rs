@@ -9,7 +9,7 @@ mod stream;
 mod template;
 
 pub use gguf_tokenizer::tokenizer_from_gguf;
-pub use judge::{JudgePrompt, NliJudge, NLI_LABELS};
+pub use judge::{nli_label_positions, JudgePrompt, NliJudge, NLI_LABELS};
 pub use llm::{FinishReason, GenModel, GenTiming, GenerateOptions, Generation, PrefixState};
 pub use stream::StopMatcher;
 pub use template::{ChatMessage, ChatTemplate};

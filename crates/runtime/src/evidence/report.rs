@@ -1,15 +1,14 @@
 //! One claim's verification result as `/v1/verify` and `nlpd verify` write it.
 
 use super::{decide, Hit, Verdict};
+use nlpd_engine::generate::NLI_LABELS;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-/// The NLI labels in the order of the score arrays.
-pub const LABELS: [&str; 3] = ["entailment", "neutral", "contradiction"];
-
+/// One pair's NLI result as the API writes it: `{"label", "scores": {label: probability}}`.
 #[derive(Debug, Clone, Serialize)]
 pub struct NliOut {
-    /// The most probable label.
+    /// The most probable label (the first on a tie).
     pub label: &'static str,
     pub scores: BTreeMap<&'static str, f32>,
 }
@@ -18,8 +17,8 @@ impl NliOut {
     pub fn new(s: &[f32; 3]) -> Self {
         let best = (0..3).fold(0, |b, i| if s[i] > s[b] { i } else { b });
         NliOut {
-            label: LABELS[best],
-            scores: LABELS.iter().copied().zip(s.iter().copied()).collect(),
+            label: NLI_LABELS[best],
+            scores: NLI_LABELS.iter().copied().zip(s.iter().copied()).collect(),
         }
     }
 }

@@ -10,8 +10,8 @@ use crate::types::{check_count, ClassifyInputs, LabelScore, Texts, Usage};
 use axum::extract::State;
 use axum::response::Response;
 use base64::Engine as _;
-use nlpd_engine::generate::NLI_LABELS;
 use nlpd_engine::{entities_of, Aggregation, EncoderOp, EntityOutput, OpOutput, TokenPredictions};
+use nlpd_runtime::evidence::report::NliOut;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -477,21 +477,6 @@ pub async fn nli(
         .collect();
     let opts = RunOpts::new(true, req.timeout_ms, req.cache);
     let out = crate::nli::nli_scores(&st, req.model.as_deref(), pairs, "pairs", opts).await?;
-    let results: Vec<Value> = out
-        .scores
-        .iter()
-        .map(|s| nli_result(&NLI_LABELS, s))
-        .collect();
+    let results: Vec<Value> = out.scores.iter().map(|s| json!(NliOut::new(s))).collect();
     Ok(respond(out.served, json!({ "results": results })))
-}
-
-/// One pair's `{"label": the most probable, "scores": {label: probability}}`.
-pub fn nli_result(labels: &[impl AsRef<str>], scores: &[f32]) -> Value {
-    let best = (0..scores.len()).fold(0, |b, i| if scores[i] > scores[b] { i } else { b });
-    let map: serde_json::Map<String, Value> = labels
-        .iter()
-        .zip(scores)
-        .map(|(l, s)| (l.as_ref().to_string(), json!(s)))
-        .collect();
-    json!({"label": labels[best].as_ref(), "scores": map})
 }

@@ -15,7 +15,7 @@ use axum::extract::{Path, State};
 use axum::response::Response;
 use nlpd_engine::{EncoderOp, OpOutput, TextInput};
 use nlpd_runtime::evidence::{document_id_for, split, Corpus, DEFAULT_PASSAGE_TOKENS};
-use nlpd_runtime::store::{EvidenceDocument, EvidencePassage};
+use nlpd_runtime::store::{now_ms, EvidenceDocument, EvidencePassage};
 use nlpd_runtime::Lane;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -328,13 +328,6 @@ fn unknown(id: &str) -> ApiError {
         message: format!("no evidence document has the id `{id}`"),
         param: Some("id".into()),
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// At start: reads the stored passages into the index; passages embedded by another model or
