@@ -55,6 +55,49 @@ impl Pooling {
     }
 }
 
+impl Pooling {
+    /// The same pooling over padding-free hidden states: the `lengths[i]` rows of sequence `i`
+    /// back to back in `flat` (`[Σ lengths, hidden]`), one vector per sequence; an empty sequence
+    /// pools to zeros. Used by backends that return hidden states without padding.
+    pub fn apply_flat(self, flat: &[f32], lengths: &[usize], hidden: usize) -> Vec<Vec<f32>> {
+        let mut start = 0;
+        lengths
+            .iter()
+            .map(|&len| {
+                let rows = &flat[start * hidden..(start + len) * hidden];
+                start += len;
+                if len == 0 {
+                    return vec![0.0; hidden];
+                }
+                let mut rows_iter = rows.chunks_exact(hidden);
+                match self {
+                    Pooling::Cls => rows[..hidden].to_vec(),
+                    Pooling::LastToken => rows[(len - 1) * hidden..].to_vec(),
+                    Pooling::Mean => {
+                        let mut v = vec![0f32; hidden];
+                        for r in rows_iter {
+                            for (a, x) in v.iter_mut().zip(r) {
+                                *a += x;
+                            }
+                        }
+                        v.iter_mut().for_each(|a| *a /= len as f32);
+                        v
+                    }
+                    Pooling::Max => {
+                        let mut v = rows_iter.next().map(<[f32]>::to_vec).unwrap_or_default();
+                        for r in rows_iter {
+                            for (a, &x) in v.iter_mut().zip(r) {
+                                *a = if x > *a { x } else { *a };
+                            }
+                        }
+                        v
+                    }
+                }
+            })
+            .collect()
+    }
+}
+
 /// L2-normalizes rows of `[b, h]`.
 pub fn normalize(x: &Tensor) -> Result<Tensor> {
     let norm = x
@@ -216,6 +259,40 @@ mod tests {
         assert_eq!(last, vec![vec![3.0, 4.0]]);
         let max = Pooling::Max.apply(&hidden, &mask, &[2])?.to_vec2::<f32>()?;
         assert_eq!(max, vec![vec![3.0, 4.0]]);
+        Ok(())
+    }
+
+    #[test]
+    fn flat_pooling_equals_the_padded_tensor_pooling() -> Result<()> {
+        let dev = candle_core::Device::Cpu;
+        let (h, lengths) = (3, [2usize, 4, 1]);
+        let t = 4;
+        let flat: Vec<f32> = (0..7 * h).map(|i| ((i as f32) * 0.77).sin()).collect();
+        let mut padded = vec![-50f32; lengths.len() * t * h];
+        let mut mask = vec![0f32; lengths.len() * t];
+        let mut src = 0;
+        for (b, &len) in lengths.iter().enumerate() {
+            padded[b * t * h..(b * t + len) * h].copy_from_slice(&flat[src..src + len * h]);
+            mask[b * t..b * t + len].fill(1.0);
+            src += len * h;
+        }
+        let hidden = Tensor::from_vec(padded, (lengths.len(), t, h), &dev)?;
+        let mask = Tensor::from_vec(mask, (lengths.len(), t), &dev)?;
+        for p in [
+            Pooling::Mean,
+            Pooling::Cls,
+            Pooling::LastToken,
+            Pooling::Max,
+        ] {
+            let want = p.apply(&hidden, &mask, &lengths)?.to_vec2::<f32>()?;
+            let got = p.apply_flat(&flat, &lengths, h);
+            for (w, g) in want.iter().zip(&got) {
+                for (a, b) in w.iter().zip(g) {
+                    assert!((a - b).abs() < 1e-6, "{p:?}: {w:?} vs {g:?}");
+                }
+            }
+        }
+        assert_eq!(Pooling::Mean.apply_flat(&[], &[0], 2), vec![vec![0.0, 0.0]]);
         Ok(())
     }
 

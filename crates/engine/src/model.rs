@@ -9,7 +9,7 @@ use crate::modeldir::EncoderDir;
 use crate::pooled::PooledHead;
 use crate::profile::{self, Stage};
 use crate::tokenize::{Encoded, TextInput, TextTokenizer};
-use candle_core::{DType, Device};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use std::path::Path;
 
@@ -384,29 +384,57 @@ impl EncoderModel {
         let encs: Vec<&Encoded> = items.iter().map(|(e, _)| *e).collect();
         let batch = Batch::new(&encs, self.tokenizer.pad_id(), &self.device)?;
         profile::stop(Stage::Batch, t0);
-        let t0 = profile::start();
-        let hidden = self.backend.forward(&batch)?;
-        profile::stop(Stage::Encoder, t0);
-        let t0 = profile::start();
         let any = |f: fn(&EncoderOp) -> bool| items.iter().any(|(_, op)| f(op));
         let pooled_head =
             matches!(self.head, Head::Pooled { .. }) && any(|op| matches!(op, EncoderOp::Classify));
-        let pooled = if pooled_head || any(|op| matches!(op, EncoderOp::Embed { .. })) {
-            Some(
+        let wants_pooled = pooled_head || any(|op| matches!(op, EncoderOp::Embed { .. }));
+        // The sequence and token heads read the padded tensor; pooling alone can read the
+        // padding-free states of a backend that has them (no padded copy, no tensor ops).
+        let tensor_heads = match &self.head {
+            Head::Sequence(_) => any(|op| matches!(op, EncoderOp::Classify)),
+            Head::Token(_) => any(|op| matches!(op, EncoderOp::Tokens)),
+            _ => false,
+        };
+        let t0 = profile::start();
+        let flat = if tensor_heads {
+            None
+        } else {
+            self.backend.forward_flat(&batch).transpose()?
+        };
+        let hidden = match flat {
+            Some(_) => None,
+            None => Some(self.backend.forward(&batch)?),
+        };
+        profile::stop(Stage::Encoder, t0);
+        let t0 = profile::start();
+        let pooled = match (wants_pooled, &flat, &hidden) {
+            (false, _, _) => None,
+            (true, Some(f), _) => {
+                let h = self.dir.config.hidden_size;
+                Some(self.dir.pooling.apply_flat(f, &batch.lengths, h))
+            }
+            (true, None, Some(hd)) => Some(
                 self.dir
                     .pooling
-                    .apply(&hidden, &batch.mask, &batch.lengths)?
+                    .apply(hd, &batch.mask, &batch.lengths)?
                     .to_vec2::<f32>()?,
-            )
-        } else {
-            None
+            ),
+            (true, None, None) => None,
+        };
+        let hidden = || -> Result<&Tensor> {
+            hidden
+                .as_ref()
+                .ok_or_else(|| EngineError::InvalidParameter {
+                    param: "backend",
+                    message: "no padded hidden states for this head".into(),
+                })
         };
         let seq_logits = match (&self.head, any(|op| matches!(op, EncoderOp::Classify))) {
-            (Head::Sequence(h), true) => Some(h.forward(&hidden)?.to_vec2::<f32>()?),
+            (Head::Sequence(h), true) => Some(h.forward(hidden()?)?.to_vec2::<f32>()?),
             _ => None,
         };
         let tok_logits = match (&self.head, any(|op| matches!(op, EncoderOp::Tokens))) {
-            (Head::Token(h), true) => Some(h.forward(&hidden)?.to_vec3::<f32>()?),
+            (Head::Token(h), true) => Some(h.forward(hidden()?)?.to_vec3::<f32>()?),
             _ => None,
         };
         profile::stop(Stage::PoolingHead, t0);

@@ -67,6 +67,11 @@ impl Batch {
 /// Runs the encoder stack: `[batch, seq]` ids → `[batch, seq, hidden]` last hidden states.
 pub trait EncoderBackend: Send + Sync {
     fn forward(&self, batch: &Batch) -> Result<Tensor>;
+    /// The hidden states without padding (`[Σ lengths, hidden]`, sequences back to back), for
+    /// backends that compute them that way; `None` when the backend only has [`Self::forward`].
+    fn forward_flat(&self, _batch: &Batch) -> Option<Result<Vec<f32>>> {
+        None
+    }
     /// Short name for logs and `/v1/models` (e.g. `candle-bert`).
     fn name(&self) -> &'static str;
 }

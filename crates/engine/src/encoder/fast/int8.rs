@@ -84,6 +84,60 @@ pub struct QActs {
 /// Quantizes `x[m × k]` per row: `x ≈ scale · (q - zero)` with `q` in `0..=255` over the row's
 /// `[min(min, 0), max(max, 0)]` (zero is exact, so padding and ReLU zeros stay zeros).
 pub fn quantize_rows(x: &[f32], m: usize, k: usize, out: &mut QActs) {
+    prepare(out, m, k);
+    for r in 0..m {
+        quantize_row(&x[r * k..(r + 1) * k], r, out);
+    }
+}
+
+/// A pass over one row in place (LayerNorm, an activation). Implementations mark `apply`
+/// `#[inline(always)]` so that it is compiled into [`quantize_rows_with`]'s AVX-512 loop.
+pub trait RowPass {
+    fn apply(&self, row: &mut [f32]);
+}
+
+impl<F: Fn(&mut [f32])> RowPass for F {
+    #[inline(always)]
+    fn apply(&self, row: &mut [f32]) {
+        self(row)
+    }
+}
+
+/// Applies `f` to each row of `x[m × k]` in place, then quantizes the row while it is still in
+/// the L1 cache (LayerNorm or the activation fused with the next layer's quantization). On CPUs
+/// with AVX-512 the loop, `f` included, is compiled for 512-bit registers.
+pub fn quantize_rows_with(x: &mut [f32], m: usize, k: usize, out: &mut QActs, f: &impl RowPass) {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw") {
+        // SAFETY: the CPU has the features the function is compiled for (checked just above).
+        unsafe { quantize_rows_with_avx512(x, m, k, out, f) };
+        return;
+    }
+    quantize_rows_with_any(x, m, k, out, f)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn quantize_rows_with_avx512(
+    x: &mut [f32],
+    m: usize,
+    k: usize,
+    out: &mut QActs,
+    f: &impl RowPass,
+) {
+    quantize_rows_with_any(x, m, k, out, f)
+}
+
+#[inline(always)]
+fn quantize_rows_with_any(x: &mut [f32], m: usize, k: usize, out: &mut QActs, f: &impl RowPass) {
+    prepare(out, m, k);
+    for (r, row) in x[..m * k].chunks_exact_mut(k).enumerate() {
+        f.apply(row);
+        quantize_row(row, r, out);
+    }
+}
+
+fn prepare(out: &mut QActs, m: usize, k: usize) {
     let k4 = k.div_ceil(4);
     let width = k4 * 4;
     if out.data.len() < m * width {
@@ -93,26 +147,49 @@ pub fn quantize_rows(x: &[f32], m: usize, k: usize, out: &mut QActs) {
         out.scale.resize(m, 0.0);
         out.zero.resize(m, 0);
     }
-    for r in 0..m {
-        let row = &x[r * k..(r + 1) * k];
-        let (lo, hi) = row
-            .iter()
-            .fold((0f32, 0f32), |(lo, hi), &v| (lo.min(v), hi.max(v)));
-        let s = if hi > lo { (hi - lo) / 255.0 } else { 1.0 };
-        let zp = (-lo / s).round_ties_even().clamp(0.0, 255.0);
-        let inv = 1.0 / s;
-        let dst = &mut out.data[r * width..(r + 1) * width];
-        // Adding 1.5·2^23 rounds to the nearest integer (ties to even) and leaves it in the low
-        // mantissa bits: branch-free and vectorized, unlike a saturating float-to-int cast.
-        const MAGIC: f32 = 12_582_912.0;
-        for (d, &v) in dst.iter_mut().zip(row) {
-            *d = ((v * inv + zp).clamp(0.0, 255.0) + MAGIC).to_bits() as u8;
-        }
-        // Padding meets zero weights; any value works, keep the zero point.
-        dst[k..].fill(zp as u8);
-        out.scale[r] = s;
-        out.zero[r] = zp as i32;
+}
+
+/// Quantizes one row into row `r` of `out` (sized by [`prepare`]).
+#[inline(always)]
+fn quantize_row(row: &[f32], r: usize, out: &mut QActs) {
+    let k = row.len();
+    let width = k.div_ceil(4) * 4;
+    let (lo, hi) = min_max(row);
+    let s = if hi > lo { (hi - lo) / 255.0 } else { 1.0 };
+    let zp = (-lo / s).round_ties_even().clamp(0.0, 255.0);
+    let inv = 1.0 / s;
+    let dst = &mut out.data[r * width..(r + 1) * width];
+    // Adding 1.5·2^23 rounds to the nearest integer (ties to even) and leaves it in the low
+    // mantissa bits: branch-free and vectorized, unlike a saturating float-to-int cast.
+    const MAGIC: f32 = 12_582_912.0;
+    for (d, &v) in dst.iter_mut().zip(row) {
+        *d = ((v * inv + zp).clamp(0.0, 255.0) + MAGIC).to_bits() as u8;
     }
+    // Padding meets zero weights; any value works, keep the zero point.
+    dst[k..].fill(zp as u8);
+    out.scale[r] = s;
+    out.zero[r] = zp as i32;
+}
+
+/// `(min(row ∪ {0}), max(row ∪ {0}))` with 16 running minima and maxima: compare-and-select
+/// vectorizes, a fold over `f32::min` stays one scalar chain (NaN rules forbid reordering it).
+#[inline(always)]
+fn min_max(row: &[f32]) -> (f32, f32) {
+    let (mut lo, mut hi) = ([0f32; 16], [0f32; 16]);
+    let chunks = row.chunks_exact(16);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for i in 0..16 {
+            lo[i] = if c[i] < lo[i] { c[i] } else { lo[i] };
+            hi[i] = if c[i] > hi[i] { c[i] } else { hi[i] };
+        }
+    }
+    lo.iter()
+        .zip(&hi)
+        .chain(tail.iter().zip(tail))
+        .fold((0f32, 0f32), |(l, h), (&a, &b)| {
+            (if a < l { a } else { l }, if b > h { b } else { h })
+        })
 }
 
 /// `dst[m × n] (=|+=) dequant(A · W)` (+ bias when `Biased`) for the first `m` rows of `a`, the
@@ -382,5 +459,32 @@ mod tests {
             }
         }
         assert!(QDense::quantize(&layer(8, 20)).is_none(), "20 columns");
+    }
+
+    #[test]
+    fn fused_pass_equals_the_pass_then_quantization() {
+        let (m, k) = (5, 70);
+        let x: Vec<f32> = (0..m * k)
+            .map(|i| ((i as f32) * 0.61).cos() * 2.0)
+            .collect();
+        let double_then_shift = |row: &mut [f32]| row.iter_mut().for_each(|v| *v = *v * 2.0 - 0.5);
+        let mut a = x.clone();
+        a.chunks_exact_mut(k).for_each(double_then_shift);
+        let mut want = QActs::default();
+        quantize_rows(&a, m, k, &mut want);
+        let mut b = x.clone();
+        let mut got = QActs::default();
+        quantize_rows_with(&mut b, m, k, &mut got, &double_then_shift);
+        assert_eq!(a, b, "the rows after the pass");
+        assert_eq!(want.data, got.data);
+        assert_eq!(want.scale, got.scale);
+        assert_eq!(want.zero, got.zero);
+        let (lo, hi) = min_max(&[3.0, -1.0, f32::NAN, 7.5, 0.25]);
+        assert_eq!((lo, hi), (-1.0, 7.5));
+        assert_eq!(
+            min_max(&[2.0; 40]),
+            (0.0, 2.0),
+            "zero is always in the range"
+        );
     }
 }

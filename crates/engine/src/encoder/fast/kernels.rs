@@ -127,6 +127,7 @@ pub fn linear(dst: &mut [f32], x: &[f32], m: usize, d: &Dense, mode: Mode, par: 
 }
 
 /// `row = LayerNorm(row + bias)` in place: the residual's bias and the normalization in one pass.
+#[inline(always)]
 pub fn add_bias_layer_norm(row: &mut [f32], bias: &[f32], gamma: &[f32], beta: &[f32], eps: f32) {
     for (x, b) in row.iter_mut().zip(bias) {
         *x += b;
@@ -135,6 +136,7 @@ pub fn add_bias_layer_norm(row: &mut [f32], bias: &[f32], gamma: &[f32], beta: &
 }
 
 /// LayerNorm of one row in place (two-pass variance, as PyTorch).
+#[inline(always)]
 pub fn layer_norm(row: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
     let n = row.len() as f32;
     let mean = sum(row) / n;
@@ -157,13 +159,15 @@ pub fn layer_norm(row: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
     }
 }
 
-/// Sum with eight independent accumulators (vectorizes; order differs from a serial sum).
+/// Sum with 32 independent accumulators (four 8-lane registers, so the adds do not wait on each
+/// other; vectorizes; order differs from a serial sum).
+#[inline(always)]
 pub fn sum(x: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let chunks = x.chunks_exact(8);
+    let mut acc = [0f32; 32];
+    let chunks = x.chunks_exact(32);
     let tail = chunks.remainder();
     for c in chunks {
-        for i in 0..8 {
+        for i in 0..32 {
             acc[i] += c[i];
         }
     }
@@ -171,7 +175,7 @@ pub fn sum(x: &[f32]) -> f32 {
 }
 
 /// `y += a · x`.
-#[inline]
+#[inline(always)]
 pub fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
     for (y, x) in y.iter_mut().zip(x) {
         *y += a * x;
@@ -179,6 +183,7 @@ pub fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
 }
 
 /// Softmax of one row in place.
+#[inline(always)]
 pub fn softmax(row: &mut [f32]) {
     // Eight running maxima (compare-and-select, which vectorizes; `f32::max` does not).
     let mut acc = [f32::NEG_INFINITY; 8];
@@ -243,6 +248,7 @@ pub fn erf(x: f32) -> f32 {
 }
 
 /// Exact (erf) GELU in place: `0.5 · x · (1 + erf(x / √2))`.
+#[inline(always)]
 pub fn gelu_erf(x: &mut [f32]) {
     const INV_SQRT2: f32 = std::f32::consts::FRAC_1_SQRT_2;
     for v in x.iter_mut() {
@@ -251,6 +257,7 @@ pub fn gelu_erf(x: &mut [f32]) {
 }
 
 /// tanh-approximated GELU in place (`gelu_new`): `0.5 · x · (1 + tanh(√(2/π) (x + 0.044715 x³)))`.
+#[inline(always)]
 pub fn gelu_tanh(x: &mut [f32]) {
     const C: f32 = 0.797_884_6;
     for v in x.iter_mut() {
@@ -261,6 +268,7 @@ pub fn gelu_tanh(x: &mut [f32]) {
     }
 }
 
+#[inline(always)]
 pub fn relu(x: &mut [f32]) {
     for v in x.iter_mut() {
         *v = v.max(0.0);

@@ -18,7 +18,7 @@ mod kernels;
 mod packed;
 
 use self::attention::{Shape, Span};
-use self::int8::{linear_q, quantize_rows, QActs, QDense};
+use self::int8::{linear_q, quantize_rows, quantize_rows_with, QActs, QDense, RowPass};
 use self::kernels::{add_bias_layer_norm, layer_norm, linear, Dense, Mode};
 use super::bert::BertEncoder;
 use super::{Batch, EncoderBackend};
@@ -65,6 +65,36 @@ fn apply(
             linear_q(dst, acts, m, q, mode, kernels::threads_of(par));
         }
         None => linear(dst, x, m, f, mode, par),
+    }
+}
+
+/// The residual's bias and LayerNorm, one row at a time.
+struct NormPass<'a> {
+    bias: &'a [f32],
+    norm: &'a Norm,
+}
+
+impl RowPass for NormPass<'_> {
+    #[inline(always)]
+    fn apply(&self, row: &mut [f32]) {
+        let n = self.norm;
+        add_bias_layer_norm(row, self.bias, &n.gamma, &n.beta, n.eps);
+    }
+}
+
+/// The feed-forward activation, one row at a time.
+struct ActPass(Activation);
+
+impl RowPass for ActPass {
+    #[inline(always)]
+    fn apply(&self, x: &mut [f32]) {
+        match self.0 {
+            Activation::GeluErf => kernels::gelu_erf(x),
+            Activation::GeluTanh => kernels::gelu_tanh(x),
+            Activation::Relu => kernels::relu(x),
+            Activation::Silu => x.iter_mut().for_each(|v| *v /= 1.0 + kernels::exp(-*v)),
+            Activation::Tanh => x.iter_mut().for_each(|v| *v = v.tanh()),
+        }
     }
 }
 
@@ -247,13 +277,23 @@ impl FastBert {
         Ok(())
     }
 
-    fn activation(&self, x: &mut [f32]) {
-        match self.act {
-            Activation::GeluErf => kernels::gelu_erf(x),
-            Activation::GeluTanh => kernels::gelu_tanh(x),
-            Activation::Relu => kernels::relu(x),
-            Activation::Silu => x.iter_mut().for_each(|v| *v /= 1.0 + kernels::exp(-*v)),
-            Activation::Tanh => x.iter_mut().for_each(|v| *v = v.tanh()),
+    /// Applies `pass` to each of the `m` rows of `x`; when `quantize`, also quantizes each row
+    /// into `acts` right after it.
+    fn norm_rows(
+        &self,
+        x: &mut [f32],
+        m: usize,
+        k: usize,
+        acts: &mut QActs,
+        quantize: bool,
+        pass: impl RowPass,
+    ) {
+        if quantize {
+            quantize_rows_with(x, m, k, acts, &pass);
+        } else {
+            x[..m * k]
+                .chunks_exact_mut(k)
+                .for_each(|row| pass.apply(row));
         }
     }
 
@@ -310,21 +350,25 @@ impl FastBert {
             heads: self.heads,
         };
         let parallel = !matches!(par, Parallelism::None);
+        let threads = kernels::threads_of(par);
         self.embed(&mut ws.x, ids, types, &spans);
+        // int8 layers read activations quantized by the pass before them: LayerNorm and the
+        // activation quantize their rows as they finish them (`ready`); only the attention
+        // context is quantized in a pass of its own.
+        let mut ready = false;
         laps.lap(0);
-        for layer in &self.layers {
+        for (li, layer) in self.layers.iter().enumerate() {
             let q = |i: usize| layer.q.as_ref().map(|q| &q[i]);
             let acts = &mut ws.acts;
-            apply(
-                &mut ws.qkv,
-                &ws.x,
-                t,
-                &layer.qkv,
-                q(0),
-                acts,
-                Mode::Biased,
-                par,
-            );
+            match q(0) {
+                Some(w) => {
+                    if !ready {
+                        quantize_rows(&ws.x, t, h, acts);
+                    }
+                    linear_q(&mut ws.qkv, acts, t, w, Mode::Biased, threads);
+                }
+                None => linear(&mut ws.qkv, &ws.x, t, &layer.qkv, Mode::Biased, par),
+            }
             if parallel {
                 attention::parallel(&ws.qkv, &mut ws.ctx, &spans, shape);
             } else {
@@ -340,36 +384,30 @@ impl FastBert {
                 Mode::Accumulate,
                 par,
             );
-            let n = &layer.attn_norm;
-            for row in ws.x[..t * h].chunks_exact_mut(h) {
-                add_bias_layer_norm(row, &layer.o.b, &n.gamma, &n.beta, n.eps);
-            }
+            let ln = NormPass {
+                bias: &layer.o.b,
+                norm: &layer.attn_norm,
+            };
+            // The up-projection's input is quantized here when it is int8.
+            self.norm_rows(&mut ws.x, t, h, acts, q(2).is_some(), ln);
             laps.lap(1);
-            apply(
-                &mut ws.ffn,
-                &ws.x,
-                t,
-                &layer.up,
-                q(2),
-                acts,
-                Mode::Biased,
-                par,
-            );
-            self.activation(&mut ws.ffn[..t * inter]);
-            apply(
-                &mut ws.x,
-                &ws.ffn,
-                t,
-                &layer.down,
-                q(3),
-                acts,
-                Mode::Accumulate,
-                par,
-            );
-            let n = &layer.out_norm;
-            for row in ws.x[..t * h].chunks_exact_mut(h) {
-                add_bias_layer_norm(row, &layer.down.b, &n.gamma, &n.beta, n.eps);
+            match q(2) {
+                Some(w) => linear_q(&mut ws.ffn, acts, t, w, Mode::Biased, threads),
+                None => linear(&mut ws.ffn, &ws.x, t, &layer.up, Mode::Biased, par),
             }
+            let act = ActPass(self.act);
+            self.norm_rows(&mut ws.ffn, t, inter, acts, q(3).is_some(), act);
+            match q(3) {
+                Some(w) => linear_q(&mut ws.x, acts, t, w, Mode::Accumulate, threads),
+                None => linear(&mut ws.x, &ws.ffn, t, &layer.down, Mode::Accumulate, par),
+            }
+            let ln = NormPass {
+                bias: &layer.down.b,
+                norm: &layer.out_norm,
+            };
+            let next_q = self.layers.get(li + 1).is_some_and(|l| l.q.is_some());
+            self.norm_rows(&mut ws.x, t, h, acts, next_q, ln);
+            ready = next_q;
             laps.lap(2);
         }
         laps.times
@@ -532,6 +570,10 @@ impl EncoderBackend for FastBert {
             src += len * h;
         }
         Ok(Tensor::from_vec(padded, (b, t, h), &Device::Cpu)?)
+    }
+
+    fn forward_flat(&self, batch: &Batch) -> Option<Result<Vec<f32>>> {
+        Some(FastBert::forward_flat(self, batch))
     }
 
     fn name(&self) -> &'static str {
