@@ -150,7 +150,7 @@ impl GeneratorHandle {
             .map_err(|_| RuntimeError::Internal(format!("worker of `{}` stopped", self.name)))?
     }
 
-    /// Judges premise / hypothesis pairs (one forward pass each, in order; see `NliJudge`):
+    /// Judges premise / hypothesis pairs (batched passes, in order; see `NliJudge::scores_batch`):
     /// probabilities of entailment, neutral and contradiction per pair.
     pub async fn nli(
         &self,
@@ -203,12 +203,13 @@ fn judge_pairs(
     let Some(j) = judge.as_mut() else {
         return Err(RuntimeError::Internal("no judge".into()));
     };
-    let mut out = Vec::with_capacity(pairs.len());
-    for (premise, hypothesis) in pairs {
-        if Instant::now() >= deadline {
-            return Err(RuntimeError::DeadlineExceeded);
-        }
-        out.push(j.scores(model, premise, hypothesis)?);
+    let refs: Vec<(&str, &str)> = pairs
+        .iter()
+        .map(|(p, h)| (p.as_str(), h.as_str()))
+        .collect();
+    let out = j.scores_batch(model, &refs, &mut || Instant::now() < deadline)?;
+    if out.len() < pairs.len() {
+        return Err(RuntimeError::DeadlineExceeded);
     }
     Ok(out)
 }

@@ -52,15 +52,18 @@ async fn the_instruct_model_judges_pairs_when_no_nli_model_is_configured() {
     let first = r.json()["results"].as_array().unwrap().clone();
     assert_eq!(first.len(), 2);
 
-    // The worker's scores are the engine judge's, computed here directly on the same model.
+    // The worker's scores are the engine judge's (batched pass), computed here directly on the
+    // same model.
     let mut model = GenModel::load(&find_gguf(&smol).unwrap()).unwrap();
     let mut judge = NliJudge::new(&model, JudgePrompt::TrueFalse).unwrap();
-    for (result, (p, h)) in first.iter().zip(PAIRS) {
+    let direct = judge
+        .scores_batch(&mut model, &PAIRS, &mut || true)
+        .unwrap();
+    for ((result, (p, h)), want) in first.iter().zip(PAIRS).zip(direct) {
         let got = scores(result);
         assert!((got.iter().sum::<f32>() - 1.0).abs() < 1e-5, "{result}");
         let best = (0..3).fold(0, |b, i| if got[i] > got[b] { i } else { b });
         assert_eq!(result["label"], NLI_LABELS[best], "{result}");
-        let want = judge.scores(&mut model, p, h).unwrap();
         for (g, w) in got.iter().zip(want) {
             assert!((g - w).abs() < 1e-5, "{p} / {h}: {got:?} vs {want:?}");
         }

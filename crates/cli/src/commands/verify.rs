@@ -93,10 +93,7 @@ impl Nli {
         match self {
             Nli::Judge(b) => {
                 let (model, judge) = &mut **b;
-                pairs
-                    .iter()
-                    .map(|(p, h)| Ok(judge.scores(model, p, h)?))
-                    .collect()
+                Ok(judge.scores_batch(model, pairs, &mut || true)?)
             }
             Nli::CrossEncoder(model, at) => {
                 let inputs: Vec<TextInput> =

@@ -5,7 +5,7 @@
 
 mod bert;
 mod deberta;
-mod fast;
+pub(crate) mod fast;
 
 pub use bert::BertEncoder;
 pub use deberta::DebertaEncoder;

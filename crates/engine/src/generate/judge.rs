@@ -5,6 +5,7 @@
 //! the same pair always gets the same scores.
 
 use super::llm::PrefixState;
+use super::prefill::{Prefill, PrefillPrefix};
 use super::{ChatMessage, GenModel};
 use crate::error::{EngineError, Result};
 
@@ -79,7 +80,15 @@ pub struct NliJudge {
     tokens: [Vec<u32>; 3],
     prefix: Option<PrefixState>,
     prefix_tried: bool,
+    /// The batched f32 pass over the same GGUF ([`Prefill`]) and its shared prefix, made on the
+    /// first [`NliJudge::scores_batch`]; `None` after a failed or disabled load.
+    batched: Option<(Prefill, Option<PrefillPrefix>)>,
+    batched_tried: bool,
 }
+
+/// Most prompt tokens (beyond the shared prefix) in one batched pass: bounds the pass' buffers
+/// (about 60 MB for SmolLM2) and how long a deadline may wait for it.
+const PASS_TOKENS: usize = 2048;
 
 impl std::fmt::Debug for NliJudge {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -123,6 +132,8 @@ impl NliJudge {
             tokens,
             prefix: None,
             prefix_tried: false,
+            batched: None,
+            batched_tried: false,
         })
     }
 
@@ -204,6 +215,82 @@ impl NliJudge {
         self.scores_from_logits(&logits)
     }
 
+    /// Judges many pairs, in order. The prompts run in batched passes of the dequantized model
+    /// ([`Prefill`]: all pairs' tokens in one padding-free pass of at most [`PASS_TOKENS`],
+    /// after the shared prefix) when its weights load; otherwise (or with the environment
+    /// variable `NLPD_JUDGE_BATCH=0`) one pair at a time through [`NliJudge::scores`].
+    /// `keep_going` is asked before each pass or pair; when it says no, the scores so far are
+    /// returned (fewer than the pairs).
+    pub fn scores_batch(
+        &mut self,
+        model: &mut GenModel,
+        pairs: &[(&str, &str)],
+        keep_going: &mut dyn FnMut() -> bool,
+    ) -> Result<Vec<[f32; 3]>> {
+        if !self.batched_tried {
+            self.batched_tried = true;
+            let disabled = std::env::var("NLPD_JUDGE_BATCH").is_ok_and(|v| v == "0");
+            if !disabled {
+                match Prefill::load(model.path()) {
+                    Ok(pre) => {
+                        let prefix = match self.shared_prefix(model)? {
+                            Some(ids) => Some(pre.prefix(&ids)?),
+                            None => None,
+                        };
+                        self.batched = Some((pre, prefix));
+                    }
+                    Err(e) => tracing::warn!(
+                        "NLI judge: batched pass unavailable ({e}); judging one pair at a time"
+                    ),
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(pairs.len());
+        let Some((pre, prefix)) = &self.batched else {
+            for (premise, hypothesis) in pairs {
+                if !keep_going() {
+                    break;
+                }
+                out.push(self.scores(model, premise, hypothesis)?);
+            }
+            return Ok(out);
+        };
+        let ids = pairs
+            .iter()
+            .map(|(p, h)| self.prompt_ids(model, p, h))
+            .collect::<Result<Vec<_>>>()?;
+        for ids in &ids {
+            model.check_prompt(ids, 1)?;
+        }
+        let skip = prefix.as_ref().map_or(0, |p| p.ids().len());
+        let mut start = 0;
+        while start < ids.len() {
+            let mut end = start;
+            let mut tokens = 0;
+            while end < ids.len()
+                && (end == start || tokens + ids[end].len().saturating_sub(skip) <= PASS_TOKENS)
+            {
+                tokens += ids[end].len().saturating_sub(skip);
+                end += 1;
+            }
+            if !keep_going() {
+                break;
+            }
+            let prompts: Vec<&[u32]> = ids[start..end].iter().map(Vec::as_slice).collect();
+            let usable = prefix.as_ref().filter(|p| {
+                prompts
+                    .iter()
+                    .all(|q| q.len() > skip && q[..skip] == *p.ids())
+            });
+            let logits = pre.next_token_logits(usable, &prompts)?;
+            for l in &logits {
+                out.push(self.scores_from_logits(l)?);
+            }
+            start = end;
+        }
+        Ok(out)
+    }
+
     /// Judges one pair without the cached prefix (the reference for [`NliJudge::scores`]).
     pub fn scores_uncached(
         &self,
@@ -240,6 +327,8 @@ mod tests {
             tokens: [vec![1, 2], vec![3], vec![4]],
             prefix: None,
             prefix_tried: false,
+            batched: None,
+            batched_tried: false,
         };
         // Token 0 (not an answer word) is the most likely: it does not count.
         let logits = [10.0, 1.0, 1.0, 1.0, 0.0];

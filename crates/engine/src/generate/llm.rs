@@ -343,7 +343,7 @@ impl GenModel {
         Ok(logits.to_vec1::<f32>()?)
     }
 
-    fn check_prompt(&self, prompt: &[u32], max_new: usize) -> Result<()> {
+    pub(crate) fn check_prompt(&self, prompt: &[u32], max_new: usize) -> Result<()> {
         if prompt.is_empty() {
             return Err(EngineError::InvalidInput("the prompt is empty".into()));
         }

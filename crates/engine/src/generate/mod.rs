@@ -5,11 +5,13 @@ mod gguf_tokenizer;
 mod judge;
 mod llm;
 pub use llm::find_gguf;
+mod prefill;
 mod stream;
 mod template;
 
 pub use gguf_tokenizer::tokenizer_from_gguf;
 pub use judge::{nli_label_positions, JudgePrompt, NliJudge, NLI_LABELS};
 pub use llm::{FinishReason, GenModel, GenTiming, GenerateOptions, Generation, PrefixState};
+pub use prefill::{Prefill, PrefillPrefix};
 pub use stream::StopMatcher;
 pub use template::{ChatMessage, ChatTemplate};

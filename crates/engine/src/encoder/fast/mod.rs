@@ -14,7 +14,7 @@
 
 mod attention;
 mod int8;
-mod kernels;
+pub(crate) mod kernels;
 mod packed;
 
 use self::attention::{Shape, Span};
