@@ -4,13 +4,15 @@
 //! ```text
 //! cargo bench -p nlpd-engine --bench generate -- --model models/smollm2-135m-instruct \
 //!     [--prompt-tokens 128] [--decode 128] [--repeat 3] [--json] [--export-tokenizer FILE]
+//!     [--batched N]
 //! ```
 //! The prompt is a chat-templated request to explain a piece of Python code, cut or repeated to
 //! `--prompt-tokens`. Reports the best of `--repeat` runs. `--export-tokenizer` writes the
 //! tokenizer nlpd rebuilds from the GGUF metadata as `tokenizer.json` (what candle's examples need)
-//! and exits.
+//! and exits. `--batched N` instead times the batched f32 prompt pass the NLI judge uses
+//! (`generate::Prefill`): N copies of the prompt in one pass, next-token logits only.
 
-use nlpd_engine::generate::{ChatMessage, GenModel};
+use nlpd_engine::generate::{ChatMessage, GenModel, Prefill};
 use std::path::PathBuf;
 
 struct Args {
@@ -20,6 +22,7 @@ struct Args {
     repeat: usize,
     json: bool,
     export: Option<PathBuf>,
+    batched: usize,
 }
 
 fn parse() -> Result<Args, String> {
@@ -31,6 +34,7 @@ fn parse() -> Result<Args, String> {
         repeat: 3,
         json: false,
         export: None,
+        batched: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -43,6 +47,7 @@ fn parse() -> Result<Args, String> {
             "--repeat" => a.repeat = num(val()?, "--repeat")?,
             "--json" => a.json = true,
             "--export-tokenizer" => a.export = Some(val()?.into()),
+            "--batched" => a.batched = num(val()?, "--batched")?,
             "--bench" => {}
             other => return Err(format!("unknown argument {other}")),
         }
@@ -87,6 +92,10 @@ fn main() {
     let tail = ids.split_off(ids.len() - 8);
     ids.truncate(ids.len() - cut);
     ids.extend(tail);
+    if args.batched > 0 {
+        batched(&model, &ids, &args);
+        return;
+    }
     // Warm up: page in the weights, size the buffers.
     model
         .time_greedy(&ids[..ids.len().min(16)], 4)
@@ -124,6 +133,40 @@ fn main() {
             t.prefill_tokens_per_s(),
             t.decode_tokens,
             t.decode_tokens_per_s()
+        );
+    }
+}
+
+/// Prompt tokens per second of the batched f32 pass over `n` copies of `ids` (best of `--repeat`).
+fn batched(model: &GenModel, ids: &[u32], args: &Args) {
+    let t0 = std::time::Instant::now();
+    let pre = Prefill::load(model.path()).expect("dequantize");
+    let load = t0.elapsed().as_secs_f64();
+    let prompts: Vec<&[u32]> = (0..args.batched).map(|_| ids).collect();
+    pre.next_token_logits(None, &prompts[..1]).expect("warm-up");
+    let mut best = f64::INFINITY;
+    for _ in 0..args.repeat.max(1) {
+        let t = std::time::Instant::now();
+        pre.next_token_logits(None, &prompts).expect("prefill");
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    let tokens = ids.len() * args.batched;
+    let threads = rayon::current_num_threads();
+    if args.json {
+        println!(
+            "{{\"engine\":\"nlpd prefill f32\",\"model\":\"{}\",\"threads\":{threads},\"prompts\":{},\"prompt_tokens\":{},\"prefill_tok_s\":{:.2},\"load_s\":{load:.2}}}",
+            args.model.display(),
+            args.batched,
+            ids.len(),
+            tokens as f64 / best
+        );
+    } else {
+        println!(
+            "{}, {threads} threads, batched f32 pass: {} prompts of {} tokens at {:.1} tok/s (dequantized in {load:.1} s)",
+            args.model.display(),
+            args.batched,
+            ids.len(),
+            tokens as f64 / best
         );
     }
 }
