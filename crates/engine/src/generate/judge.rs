@@ -217,8 +217,9 @@ impl NliJudge {
 
     /// Judges many pairs, in order. The prompts run in batched passes of the dequantized model
     /// ([`Prefill`]: all pairs' tokens in one padding-free pass of at most [`PASS_TOKENS`],
-    /// after the shared prefix) when its weights load; otherwise (or with the environment
-    /// variable `NLPD_JUDGE_BATCH=0`) one pair at a time through [`NliJudge::scores`].
+    /// after the shared prefix) when the model is on the CPU and its weights load; otherwise
+    /// (or with the environment variable `NLPD_JUDGE_BATCH=0`) one pair at a time through
+    /// [`NliJudge::scores`].
     /// `keep_going` is asked before each pass or pair; when it says no, the scores so far are
     /// returned (fewer than the pairs).
     pub fn scores_batch(
@@ -229,7 +230,9 @@ impl NliJudge {
     ) -> Result<Vec<[f32; 3]>> {
         if !self.batched_tried {
             self.batched_tried = true;
-            let disabled = std::env::var("NLPD_JUDGE_BATCH").is_ok_and(|v| v == "0");
+            // The f32 copy runs on the CPU kernels: a model on a GPU keeps its own forward pass.
+            let disabled = std::env::var("NLPD_JUDGE_BATCH").is_ok_and(|v| v == "0")
+                || !model.device().is_cpu();
             if !disabled {
                 match Prefill::load(model.path()) {
                     Ok(pre) => {

@@ -260,6 +260,11 @@ impl GenModel {
         &self.path
     }
 
+    /// Where the quantized weights live.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
     pub fn architecture(&self) -> &str {
         &self.architecture
     }
