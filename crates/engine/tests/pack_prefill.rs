@@ -90,6 +90,7 @@ fn check(dir_name: &str, golden: &str, steps: usize) {
         .next_token_logits(Some(&prefix), &[&prompts[0][..30]])
         .is_err());
     assert!(pre.next_token_logits(None, &[&[]]).is_err());
+    assert!(pre.prefix(&[]).is_err());
     assert!(pre.next_token_logits(None, &[&[u32::MAX]]).is_err());
 
     // candle's quantized pass (8-bit activations) agrees on the distribution.

@@ -216,6 +216,9 @@ impl Prefill {
 
     /// The keys and values of `ids` in every block, for prompts that start with them.
     pub fn prefix(&self, ids: &[u32]) -> Result<PrefillPrefix> {
+        if ids.is_empty() {
+            return Err(EngineError::InvalidInput("empty prefix".into()));
+        }
         let mut kv = Vec::new();
         self.run(None, &[ids], Some(&mut kv))?;
         let (k, v) = kv.into_iter().unzip();
