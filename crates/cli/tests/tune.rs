@@ -161,6 +161,15 @@ fn a_two_point_sweep_recommends_within_the_constraints_and_writes_a_config_serve
             Err(_) => break None,
         }
     };
+    // stdout and stderr come through two threads: the configuration line (stderr) may still be
+    // on its way when the listening line (stdout) arrives.
+    let is_conf = |l: &String| l.starts_with("nlpd: configuration:");
+    while listening.is_some() && !seen.iter().any(is_conf) {
+        match rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(l) => seen.push(l),
+            Err(_) => break,
+        }
+    }
     let _ = child.kill();
     let _ = child.wait();
     let listening =
@@ -168,7 +177,7 @@ fn a_two_point_sweep_recommends_within_the_constraints_and_writes_a_config_serve
     assert!(listening.contains("127.0.0.1:"), "{listening}");
     let conf = seen
         .iter()
-        .find(|l| l.starts_with("nlpd: configuration:"))
+        .find(|l| is_conf(l))
         .expect("the effective configuration line");
     for want in [
         format!("max_batch_size={}", rec["max_batch_size"]),
