@@ -310,13 +310,22 @@ impl Prefill {
         let mut ctx = vec![0f32; t * h];
         let mut gu = vec![0f32; t * 2 * self.inter];
         let mut act = vec![0f32; t * self.inter];
+        // (sin, cos) of every position's rotation angles, once for all blocks and heads.
+        let longest = seqs.iter().map(|s| s.len()).max().unwrap_or(0);
+        let angles: Vec<(f32, f32)> = (0..longest)
+            .flat_map(|i| {
+                let pos = (offset + i) as f32;
+                self.inv_freq.iter().map(move |&f| (pos * f).sin_cos())
+            })
+            .collect();
+        let pairs = self.inv_freq.len();
         for (bi, b) in self.blocks.iter().enumerate() {
             rms_rows(&x, &mut hb, &b.attn_norm, self.eps);
             kernels::linear(&mut qkv, &hb, t, &b.qkv, Mode::Biased, par);
             for (s, seq) in seqs.iter().enumerate() {
                 for i in 0..seq.len() {
                     let row = &mut qkv[(starts[s] + i) * qkv_w..][..h + kvw];
-                    self.rotate(row, offset + i);
+                    self.rotate(row, &angles[i * pairs..(i + 1) * pairs]);
                 }
             }
             let past = prefix.map(|p| (&p.k[bi][..], &p.v[bi][..]));
@@ -352,13 +361,13 @@ impl Prefill {
         Ok(last)
     }
 
-    /// Rotary position embedding of one token's query and key heads (`row`: `[q | k]`).
-    fn rotate(&self, row: &mut [f32], pos: usize) {
+    /// Rotary position embedding of one token's query and key heads (`row`: `[q | k]`), with
+    /// the (sin, cos) of its position's angle for each rotation pair.
+    fn rotate(&self, row: &mut [f32], angles: &[(f32, f32)]) {
         let hd = self.head_dim;
         let half = hd / 2;
         for head in row.chunks_exact_mut(hd) {
-            for (p, &f) in self.inv_freq.iter().enumerate() {
-                let (sin, cos) = (pos as f32 * f).sin_cos();
+            for (p, &(sin, cos)) in angles.iter().enumerate() {
                 let (a, b) = if self.neox {
                     (p, p + half)
                 } else {
