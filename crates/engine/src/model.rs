@@ -103,6 +103,25 @@ impl EmbedOptions {
     }
 }
 
+/// An encoder pass' last hidden states: padding-free from a backend that has them (enough for
+/// pooling), else the padded `[batch, seq, hidden]` tensor the sequence and token heads read.
+enum Hidden {
+    Flat(Vec<f32>),
+    Padded(Tensor),
+}
+
+impl Hidden {
+    fn padded(&self) -> Result<&Tensor> {
+        match self {
+            Hidden::Padded(t) => Ok(t),
+            Hidden::Flat(_) => Err(EngineError::InvalidParameter {
+                param: "backend",
+                message: "no padded hidden states for this head".into(),
+            }),
+        }
+    }
+}
+
 /// What the runtime asks of one input in a shared forward pass.
 #[derive(Debug, Clone, PartialEq)]
 pub enum EncoderOp {
@@ -402,39 +421,30 @@ impl EncoderModel {
             self.backend.forward_flat(&batch).transpose()?
         };
         let hidden = match flat {
-            Some(_) => None,
-            None => Some(self.backend.forward(&batch)?),
+            Some(f) => Hidden::Flat(f),
+            None => Hidden::Padded(self.backend.forward(&batch)?),
         };
         profile::stop(Stage::Encoder, t0);
         let t0 = profile::start();
-        let pooled = match (wants_pooled, &flat, &hidden) {
-            (false, _, _) => None,
-            (true, Some(f), _) => {
+        let pooled = match (wants_pooled, &hidden) {
+            (false, _) => None,
+            (true, Hidden::Flat(f)) => {
                 let h = self.dir.config.hidden_size;
                 Some(self.dir.pooling.apply_flat(f, &batch.lengths, h))
             }
-            (true, None, Some(hd)) => Some(
+            (true, Hidden::Padded(t)) => Some(
                 self.dir
                     .pooling
-                    .apply(hd, &batch.mask, &batch.lengths)?
+                    .apply(t, &batch.mask, &batch.lengths)?
                     .to_vec2::<f32>()?,
             ),
-            (true, None, None) => None,
-        };
-        let hidden = || -> Result<&Tensor> {
-            hidden
-                .as_ref()
-                .ok_or_else(|| EngineError::InvalidParameter {
-                    param: "backend",
-                    message: "no padded hidden states for this head".into(),
-                })
         };
         let seq_logits = match (&self.head, any(|op| matches!(op, EncoderOp::Classify))) {
-            (Head::Sequence(h), true) => Some(h.forward(hidden()?)?.to_vec2::<f32>()?),
+            (Head::Sequence(h), true) => Some(h.forward(hidden.padded()?)?.to_vec2::<f32>()?),
             _ => None,
         };
         let tok_logits = match (&self.head, any(|op| matches!(op, EncoderOp::Tokens))) {
-            (Head::Token(h), true) => Some(h.forward(hidden()?)?.to_vec3::<f32>()?),
+            (Head::Token(h), true) => Some(h.forward(hidden.padded()?)?.to_vec3::<f32>()?),
             _ => None,
         };
         profile::stop(Stage::PoolingHead, t0);

@@ -173,6 +173,17 @@ pub fn find_gguf(path: &Path) -> Result<PathBuf> {
     }
 }
 
+/// Opens a GGUF file and reads its header (metadata and tensor directory).
+pub(crate) fn read_gguf(path: &Path) -> Result<(std::fs::File, gguf_file::Content)> {
+    let mut file = std::fs::File::open(path).map_err(|source| EngineError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let ct = gguf_file::Content::read(&mut file)
+        .map_err(|e| EngineError::invalid_model(path, format!("not a readable GGUF file: {e}")))?;
+    Ok((file, ct))
+}
+
 impl GenModel {
     /// Loads a GGUF file (or a directory holding one, optionally with a `tokenizer.json`).
     pub fn load(path: &Path) -> Result<Self> {
@@ -181,13 +192,7 @@ impl GenModel {
 
     pub fn load_on(path: &Path, device: &Device) -> Result<Self> {
         let file_path = find_gguf(path)?;
-        let mut file = std::fs::File::open(&file_path).map_err(|source| EngineError::Io {
-            path: file_path.clone(),
-            source,
-        })?;
-        let ct = gguf_file::Content::read(&mut file).map_err(|e| {
-            EngineError::invalid_model(&file_path, format!("not a readable GGUF file: {e}"))
-        })?;
+        let (mut file, ct) = read_gguf(&file_path)?;
         let architecture = meta_str(&ct, "general.architecture").unwrap_or_default();
         let sidecar = file_path.with_file_name("tokenizer.json");
         let tokenizer = if sidecar.is_file() {

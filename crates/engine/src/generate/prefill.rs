@@ -11,9 +11,11 @@
 //! (candle's CPU path quantizes activations to 8 bits per block), so the logits differ from
 //! candle's by that rounding only; a test compares the two.
 
+use super::gguf_tokenizer::{meta, meta_str, meta_u32};
+use super::llm::read_gguf;
 use crate::encoder::fast::kernels::{self, Dense, Mode};
+use crate::encoder::fast::SendPtr;
 use crate::error::{EngineError, Result};
-use candle_core::quantized::gguf_file;
 use candle_core::Device;
 use gemm::Parallelism;
 use std::path::Path;
@@ -64,35 +66,13 @@ pub struct Prefill {
     inv_freq: Vec<f32>,
 }
 
-fn meta_u(ct: &gguf_file::Content, key: &str) -> Option<usize> {
-    ct.metadata
-        .get(key)
-        .and_then(|v| v.to_u32().ok())
-        .map(|v| v as usize)
-}
-
-fn meta_f(ct: &gguf_file::Content, key: &str) -> Option<f32> {
-    ct.metadata.get(key).and_then(|v| v.to_f32().ok())
-}
-
 impl Prefill {
     /// Loads and dequantizes a GGUF file's weights (llama or qwen2 architectures). The layers
     /// run on the packed AVX-512 kernel where the CPU has it, else on the `gemm` crate.
     pub fn load(path: &Path) -> Result<Self> {
-        let mut file = std::fs::File::open(path).map_err(|source| EngineError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let ct = gguf_file::Content::read(&mut file).map_err(|e| {
-            EngineError::invalid_model(path, format!("not a readable GGUF file: {e}"))
-        })?;
+        let (mut file, ct) = read_gguf(path)?;
         let bad = |m: String| EngineError::invalid_model(path, m);
-        let arch = ct
-            .metadata
-            .get("general.architecture")
-            .and_then(|v| v.to_string().ok())
-            .cloned()
-            .unwrap_or_default();
+        let arch = meta_str(&ct, "general.architecture").unwrap_or_default();
         let neox = match arch.as_str() {
             "llama" => false,
             "qwen2" => true,
@@ -105,7 +85,8 @@ impl Prefill {
             }
         };
         let need = |key: &str| {
-            meta_u(&ct, &format!("{arch}.{key}"))
+            meta_u32(&ct, &format!("{arch}.{key}"))
+                .map(|v| v as usize)
                 .ok_or_else(|| bad(format!("{arch}.{key} missing")))
         };
         let hidden = need("embedding_length")?;
@@ -119,14 +100,16 @@ impl Prefill {
             )));
         }
         let head_dim = hidden / heads;
-        let rope_dim = meta_u(&ct, &format!("{arch}.rope.dimension_count")).unwrap_or(head_dim);
+        let rope_dim =
+            meta_u32(&ct, &format!("{arch}.rope.dimension_count")).map_or(head_dim, |v| v as usize);
         if rope_dim != head_dim || head_dim % 2 != 0 {
             return Err(bad(format!(
                 "partial rotary embeddings ({rope_dim} of {head_dim})"
             )));
         }
-        let eps = meta_f(&ct, &format!("{arch}.attention.layer_norm_rms_epsilon")).unwrap_or(1e-6);
-        let base = meta_f(&ct, &format!("{arch}.rope.freq_base")).unwrap_or(10_000.0);
+        let meta_f = |key: String| meta(&ct, &key).and_then(|v| v.to_f32().ok());
+        let eps = meta_f(format!("{arch}.attention.layer_norm_rms_epsilon")).unwrap_or(1e-6);
+        let base = meta_f(format!("{arch}.rope.freq_base")).unwrap_or(10_000.0);
         let inv_freq = (0..head_dim / 2)
             .map(|p| 1.0 / base.powf((2 * p) as f32 / head_dim as f32))
             .collect();
@@ -265,7 +248,7 @@ impl Prefill {
         out.par_chunks_mut(1024).enumerate().for_each(|(c, chunk)| {
             for (i, o) in chunk.iter_mut().enumerate() {
                 let v = c * 1024 + i;
-                *o = dot(h, &table[v * self.hidden..(v + 1) * self.hidden]);
+                *o = kernels::dot(h, &table[v * self.hidden..(v + 1) * self.hidden]);
             }
         });
         out
@@ -398,11 +381,16 @@ impl Prefill {
         let scale = 1.0 / (hd as f32).sqrt();
         let (pk, pv) = past.unwrap_or((&[], &[]));
         let plen = pk.len() / kvw.max(1);
-        let out = Out(ctx.as_mut_ptr(), ctx.len());
+        assert!(
+            ctx.len() / h >= qkv.len() / qkv_w,
+            "a context row for every token"
+        );
+        let out = SendPtr(ctx.as_mut_ptr());
         let tasks: Vec<(usize, usize)> = (0..seqs.len())
             .flat_map(|s| (0..self.heads).map(move |hh| (s, hh)))
             .collect();
-        tasks.into_par_iter().for_each(|(s, hh)| {
+        tasks.into_par_iter().for_each(move |(s, hh)| {
+            let out = out;
             let g = hh / group;
             let base = starts[s];
             let len = seqs[s].len();
@@ -417,7 +405,7 @@ impl Prefill {
                     } else {
                         &qkv[(base + j - plen) * qkv_w + h + g * hd..][..hd]
                     };
-                    *sc = dot(q, k) * scale;
+                    *sc = kernels::dot(q, k) * scale;
                 }
                 kernels::softmax(&mut scores[..n]);
                 acc.fill(0.0);
@@ -429,26 +417,14 @@ impl Prefill {
                     };
                     kernels::axpy(&mut acc, p, v);
                 }
-                // SAFETY: each task writes only its own (sequence rows, head columns) of `ctx`.
-                unsafe { out.write((base + i) * h + hh * hd, &acc) };
+                // SAFETY: `ctx` holds every row (asserted above); each task writes only its own
+                // (sequence rows, head columns).
+                unsafe {
+                    let dst = out.0.add((base + i) * h + hh * hd);
+                    std::ptr::copy_nonoverlapping(acc.as_ptr(), dst, hd);
+                }
             }
         });
-    }
-}
-
-/// The context buffer, shared by the attention tasks (each writes its own rows and columns).
-struct Out(*mut f32, usize);
-
-// SAFETY: the tasks sharing it write disjoint elements; the buffer outlives their scope.
-unsafe impl Sync for Out {}
-unsafe impl Send for Out {}
-
-impl Out {
-    /// # Safety
-    /// No other thread may write `at..at + v.len()` concurrently.
-    unsafe fn write(&self, at: usize, v: &[f32]) {
-        assert!(at + v.len() <= self.1, "write past the context buffer");
-        std::ptr::copy_nonoverlapping(v.as_ptr(), self.0.add(at), v.len());
     }
 }
 
@@ -465,26 +441,9 @@ fn dense(ws: &[candle_core::Tensor], bias: Vec<f32>) -> Result<Dense> {
     Ok(Dense::new(wt, bias, n_in, n_out))
 }
 
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 16];
-    let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for i in 0..16 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
-}
-
 /// RMSNorm of one row: `x / √(mean(x²) + eps) · w`.
 fn rms(x: &[f32], out: &mut [f32], w: &[f32], eps: f32) {
-    let ms = dot(x, x) / x.len() as f32;
+    let ms = kernels::dot(x, x) / x.len() as f32;
     let inv = 1.0 / (ms + eps).sqrt();
     for ((o, &v), &g) in out.iter_mut().zip(x).zip(w) {
         *o = v * inv * g;

@@ -17,6 +17,7 @@ mod int8;
 pub(crate) mod kernels;
 mod packed;
 
+pub(crate) use self::attention::SendPtr;
 use self::attention::{Shape, Span};
 use self::int8::{linear_q, quantize_rows, quantize_rows_with, QActs, QDense, RowPass};
 use self::kernels::{add_bias_layer_norm, layer_norm, linear, Dense, Mode};
@@ -95,6 +96,25 @@ impl RowPass for ActPass {
             Activation::Silu => x.iter_mut().for_each(|v| *v /= 1.0 + kernels::exp(-*v)),
             Activation::Tanh => x.iter_mut().for_each(|v| *v = v.tanh()),
         }
+    }
+}
+
+/// Applies `pass` to each of the `m` rows of `x`; when `quantize`, also quantizes each row into
+/// `acts` right after it.
+fn norm_rows(
+    x: &mut [f32],
+    m: usize,
+    k: usize,
+    acts: &mut QActs,
+    quantize: bool,
+    pass: impl RowPass,
+) {
+    if quantize {
+        quantize_rows_with(x, m, k, acts, &pass);
+    } else {
+        x[..m * k]
+            .chunks_exact_mut(k)
+            .for_each(|row| pass.apply(row));
     }
 }
 
@@ -277,26 +297,6 @@ impl FastBert {
         Ok(())
     }
 
-    /// Applies `pass` to each of the `m` rows of `x`; when `quantize`, also quantizes each row
-    /// into `acts` right after it.
-    fn norm_rows(
-        &self,
-        x: &mut [f32],
-        m: usize,
-        k: usize,
-        acts: &mut QActs,
-        quantize: bool,
-        pass: impl RowPass,
-    ) {
-        if quantize {
-            quantize_rows_with(x, m, k, acts, &pass);
-        } else {
-            x[..m * k]
-                .chunks_exact_mut(k)
-                .for_each(|row| pass.apply(row));
-        }
-    }
-
     fn embed(&self, x: &mut [f32], ids: &[u32], types: &[u32], spans: &[Span]) {
         let h = self.hidden;
         for sp in spans {
@@ -389,14 +389,14 @@ impl FastBert {
                 norm: &layer.attn_norm,
             };
             // The up-projection's input is quantized here when it is int8.
-            self.norm_rows(&mut ws.x, t, h, acts, q(2).is_some(), ln);
+            norm_rows(&mut ws.x, t, h, acts, q(2).is_some(), ln);
             laps.lap(1);
             match q(2) {
                 Some(w) => linear_q(&mut ws.ffn, acts, t, w, Mode::Biased, threads),
                 None => linear(&mut ws.ffn, &ws.x, t, &layer.up, Mode::Biased, par),
             }
             let act = ActPass(self.act);
-            self.norm_rows(&mut ws.ffn, t, inter, acts, q(3).is_some(), act);
+            norm_rows(&mut ws.ffn, t, inter, acts, q(3).is_some(), act);
             match q(3) {
                 Some(w) => linear_q(&mut ws.x, acts, t, w, Mode::Accumulate, threads),
                 None => linear(&mut ws.x, &ws.ffn, t, &layer.down, Mode::Accumulate, par),
@@ -406,7 +406,7 @@ impl FastBert {
                 norm: &layer.out_norm,
             };
             let next_q = self.layers.get(li + 1).is_some_and(|l| l.q.is_some());
-            self.norm_rows(&mut ws.x, t, h, acts, next_q, ln);
+            norm_rows(&mut ws.x, t, h, acts, next_q, ln);
             ready = next_q;
             laps.lap(2);
         }
