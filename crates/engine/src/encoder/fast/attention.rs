@@ -131,12 +131,14 @@ unsafe fn head_d<const D: usize>(
 
 /// Attention with AVX-512 register tiles for head sizes 32 and 64 (`DV` vectors of 16 per row).
 ///
+/// Keys are transposed 16 × 16 at a time in registers (padding keys become zeros on the way).
 /// Four query rows at a time: their scores against 32 keys are 4 × 2 accumulators fed by one
-/// broadcast per query value and two key loads per head channel; their context rows are
-/// `4 × DV` accumulators fed by `DV` loads of each value row. Softmax is the shared kernel.
+/// broadcast per query value and two key loads per head channel; the softmax runs on whole
+/// vectors with the padding lanes masked off; the context rows are `4 × DV` accumulators fed by
+/// `DV` loads of each value row, scaled by the softmax's `1 / Σ` once at the end.
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::{softmax, Shape, Span, SCRATCH};
+    use super::{Shape, Span, SCRATCH};
     use std::arch::x86_64::*;
 
     /// Query rows per tile.
@@ -175,15 +177,7 @@ mod avx512 {
             if kt.len() < lp * d {
                 kt.resize(lp * d, 0.0);
             }
-            for j in 0..l {
-                let k = std::slice::from_raw_parts(k0.add(j * stride), d);
-                for (c, &v) in k.iter().enumerate() {
-                    kt[c * lp + j] = v;
-                }
-            }
-            for c in 0..d {
-                kt[c * lp + l..(c + 1) * lp].fill(0.0);
-            }
+            transpose_keys(k0, stride, l, lp, d, kt.as_mut_ptr());
             let mut i = 0;
             while i < l {
                 let rows = R.min(l - i);
@@ -196,19 +190,127 @@ mod avx512 {
                     2 => scores_tile::<2>(q, stride, kt.as_ptr(), lp, d, p),
                     _ => scores_tile::<1>(q, stride, kt.as_ptr(), lp, d, p),
                 }
-                for row in scores[..rows * lp].chunks_exact_mut(lp) {
-                    softmax(&mut row[..l]);
+                let mut inv = [0f32; R];
+                for (r, inv) in inv.iter_mut().enumerate().take(rows) {
+                    *inv = softmax_unscaled(p.add(r * lp), lp, l);
                 }
                 let p = scores.as_ptr();
                 match rows {
-                    4 => context_tile::<4, DV>(p, lp, l, v0, stride, out, s.hidden),
-                    3 => context_tile::<3, DV>(p, lp, l, v0, stride, out, s.hidden),
-                    2 => context_tile::<2, DV>(p, lp, l, v0, stride, out, s.hidden),
-                    _ => context_tile::<1, DV>(p, lp, l, v0, stride, out, s.hidden),
+                    4 => context_tile::<4, DV>(p, lp, l, inv, v0, stride, out, s.hidden),
+                    3 => context_tile::<3, DV>(p, lp, l, inv, v0, stride, out, s.hidden),
+                    2 => context_tile::<2, DV>(p, lp, l, inv, v0, stride, out, s.hidden),
+                    _ => context_tile::<1, DV>(p, lp, l, inv, v0, stride, out, s.hidden),
                 }
                 i += rows;
             }
         });
+    }
+
+    /// `kt[c · lp + j] = k_j[c]` for the `l` keys (`stride` apart, `d` channels each) and zero for
+    /// `l ≤ j < lp`; `lp` and `d` are multiples of 16.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn transpose_keys(
+        k0: *const f32,
+        stride: usize,
+        l: usize,
+        lp: usize,
+        d: usize,
+        kt: *mut f32,
+    ) {
+        for jb in (0..lp).step_by(16) {
+            for cb in (0..d).step_by(16) {
+                let mut rows = [_mm512_setzero_ps(); 16];
+                for (t, x) in rows.iter_mut().enumerate().take(l.saturating_sub(jb)) {
+                    *x = _mm512_loadu_ps(k0.add((jb + t) * stride + cb));
+                }
+                for (c, x) in transpose16(rows).into_iter().enumerate() {
+                    _mm512_storeu_ps(kt.add((cb + c) * lp + jb), x);
+                }
+            }
+        }
+    }
+
+    /// A 16 × 16 transpose in registers: pairs of rows interleaved, then 2 × 2 blocks within each
+    /// 128-bit lane, then the 128-bit lanes themselves (64 shuffles).
+    #[inline(always)]
+    unsafe fn transpose16(r: [__m512; 16]) -> [__m512; 16] {
+        let mut t = [_mm512_setzero_ps(); 16];
+        for i in 0..8 {
+            // Per 128-bit lane L (columns 4L..4L+3) of rows a, b: a0 b0 a1 b1 | a2 b2 a3 b3.
+            t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+            t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+        }
+        let mut u = [_mm512_setzero_ps(); 16];
+        for g in 0..4 {
+            // u[4g + k], lane L: column 4L + k of rows 4g..4g+3.
+            let (t0, t1, t2, t3) = (t[4 * g], t[4 * g + 1], t[4 * g + 2], t[4 * g + 3]);
+            u[4 * g] = _mm512_shuffle_ps::<0x44>(t0, t2);
+            u[4 * g + 1] = _mm512_shuffle_ps::<0xEE>(t0, t2);
+            u[4 * g + 2] = _mm512_shuffle_ps::<0x44>(t1, t3);
+            u[4 * g + 3] = _mm512_shuffle_ps::<0xEE>(t1, t3);
+        }
+        let mut out = [_mm512_setzero_ps(); 16];
+        for k in 0..4 {
+            // Gather lane L of u[k], u[4 + k], u[8 + k], u[12 + k]: column 4L + k, all 16 rows.
+            let even = _mm512_shuffle_f32x4::<0x88>(u[k], u[4 + k]);
+            let odd = _mm512_shuffle_f32x4::<0xDD>(u[k], u[4 + k]);
+            let even2 = _mm512_shuffle_f32x4::<0x88>(u[8 + k], u[12 + k]);
+            let odd2 = _mm512_shuffle_f32x4::<0xDD>(u[8 + k], u[12 + k]);
+            out[k] = _mm512_shuffle_f32x4::<0x88>(even, even2);
+            out[8 + k] = _mm512_shuffle_f32x4::<0xDD>(even, even2);
+            out[4 + k] = _mm512_shuffle_f32x4::<0x88>(odd, odd2);
+            out[12 + k] = _mm512_shuffle_f32x4::<0xDD>(odd, odd2);
+        }
+        out
+    }
+
+    /// The lanes `j < l` of vector `v` (of 16) of a row.
+    #[inline(always)]
+    fn valid(v: usize, l: usize) -> __mmask16 {
+        match l.saturating_sub(16 * v) {
+            n if n >= 16 => 0xFFFF,
+            n => (1u16 << n) - 1,
+        }
+    }
+
+    /// `row[j] = e^(row[j] - max)` for `j < l` and 0 for `l ≤ j < lp`; returns `1 / Σ`.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn softmax_unscaled(row: *mut f32, lp: usize, l: usize) -> f32 {
+        let mut m = _mm512_set1_ps(f32::NEG_INFINITY);
+        for v in 0..lp / 16 {
+            let x = _mm512_loadu_ps(row.add(16 * v));
+            m = _mm512_mask_max_ps(m, valid(v, l), m, x);
+        }
+        let max = _mm512_set1_ps(_mm512_reduce_max_ps(m));
+        let mut sum = _mm512_setzero_ps();
+        for v in 0..lp / 16 {
+            let x = _mm512_loadu_ps(row.add(16 * v));
+            let e = _mm512_maskz_mov_ps(valid(v, l), exp(_mm512_sub_ps(x, max)));
+            sum = _mm512_add_ps(sum, e);
+            _mm512_storeu_ps(row.add(16 * v), e);
+        }
+        1.0 / _mm512_reduce_add_ps(sum)
+    }
+
+    /// [`crate::encoder::fast::kernels::exp`] on 16 lanes (the same constants, with FMAs).
+    #[inline(always)]
+    unsafe fn exp(x: __m512) -> __m512 {
+        let x = _mm512_min_ps(
+            _mm512_max_ps(x, _mm512_set1_ps(-87.3)),
+            _mm512_set1_ps(88.3),
+        );
+        let magic = _mm512_set1_ps(12_582_912.0);
+        let shifted = _mm512_fmadd_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E), magic);
+        let n = _mm512_sub_ps(shifted, magic);
+        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693_145_75), x);
+        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428_606_8e-6), r);
+        let mut p = _mm512_set1_ps(1.0 / 720.0);
+        for c in [1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
+            p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
+        }
+        let bits = _mm512_sub_epi32(_mm512_castps_si512(shifted), _mm512_castps_si512(magic));
+        let scale = _mm512_slli_epi32::<23>(_mm512_add_epi32(bits, _mm512_set1_epi32(127)));
+        _mm512_mul_ps(p, _mm512_castsi512_ps(scale))
     }
 
     /// `out[r · lp + j] = q_r · k_j` for `ROWS` query rows (`stride` apart) and all `lp` keys.
@@ -242,12 +344,14 @@ mod avx512 {
         }
     }
 
-    /// `out_r = Σ_j p[r · lp + j] · v_j` for `ROWS` rows (`hidden` apart) of `16 · DV` values.
+    /// `out_r = inv_r · Σ_j p[r · lp + j] · v_j` for `ROWS` rows (`hidden` apart) of `16 · DV` values.
     #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
     unsafe fn context_tile<const ROWS: usize, const DV: usize>(
         p: *const f32,
         lp: usize,
         l: usize,
+        inv: [f32; R],
         v: *const f32,
         stride: usize,
         out: *mut f32,
@@ -268,8 +372,9 @@ mod avx512 {
             }
         }
         for (r, a) in acc.iter().enumerate() {
+            let s = _mm512_set1_ps(inv[r]);
             for (t, x) in a.iter().enumerate() {
-                _mm512_storeu_ps(out.add(r * hidden + 16 * t), *x);
+                _mm512_storeu_ps(out.add(r * hidden + 16 * t), _mm512_mul_ps(*x, s));
             }
         }
     }
@@ -342,6 +447,46 @@ mod tests {
             }
         }
         out
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn register_transpose_and_masked_softmax() {
+        if !avx512::available() {
+            eprintln!("no AVX-512: nothing to check here");
+            return;
+        }
+        let (stride, d) = (80, 32);
+        for l in [1usize, 15, 16, 17, 31, 32, 33, 47] {
+            let lp = l.div_ceil(32) * 32;
+            let k: Vec<f32> = (0..l * stride).map(|i| i as f32 * 0.5 - 7.0).collect();
+            let mut kt = vec![f32::NAN; lp * d];
+            // SAFETY: AVX-512F present; `k` holds `l` rows of `stride`, `kt` `lp × d`.
+            unsafe { avx512::transpose_keys(k.as_ptr().add(3), stride, l, lp, d, kt.as_mut_ptr()) };
+            for c in 0..d {
+                for j in 0..lp {
+                    let want = if j < l { k[j * stride + 3 + c] } else { 0.0 };
+                    assert_eq!(kt[c * lp + j], want, "l {l}: channel {c}, key {j}");
+                }
+            }
+            let mut row: Vec<f32> = (0..lp).map(|j| (j as f32 * 0.9).sin() * 4.0).collect();
+            let x = row.clone();
+            // SAFETY: AVX-512F present; the row holds `lp` floats.
+            let inv = unsafe { avx512::softmax_unscaled(row.as_mut_ptr(), lp, l) };
+            let m = x[..l]
+                .iter()
+                .fold(f64::NEG_INFINITY, |a, &v| a.max(v as f64));
+            let z: f64 = x[..l].iter().map(|&v| (v as f64 - m).exp()).sum();
+            for j in 0..lp {
+                let want = if j < l {
+                    (x[j] as f64 - m).exp() / z
+                } else {
+                    0.0
+                };
+                let got = row[j] as f64 * inv as f64;
+                assert!((got - want).abs() < 1e-6, "l {l}, key {j}: {got} vs {want}");
+            }
+        }
     }
 
     #[test]
