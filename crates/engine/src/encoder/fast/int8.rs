@@ -82,58 +82,119 @@ pub struct QActs {
 }
 
 /// Quantizes `x[m × k]` per row: `x ≈ scale · (q - zero)` with `q` in `0..=255` over the row's
-/// `[min(min, 0), max(max, 0)]` (zero is exact, so padding and ReLU zeros stay zeros).
-pub fn quantize_rows(x: &[f32], m: usize, k: usize, out: &mut QActs) {
-    prepare(out, m, k);
-    for r in 0..m {
-        quantize_row(&x[r * k..(r + 1) * k], r, out);
-    }
+/// `[min(min, 0), max(max, 0)]` (zero is exact, so padding and ReLU zeros stay zeros). `x` is
+/// only read; it is `mut` because the rows are shared out to `threads` tasks as in
+/// [`quantize_rows_with`].
+pub fn quantize_rows(x: &mut [f32], m: usize, k: usize, out: &mut QActs, threads: usize) {
+    quantize_rows_with(x, m, k, out, &|_: &mut [f32]| {}, threads)
 }
 
 /// A pass over one row in place (LayerNorm, an activation). Implementations mark `apply`
 /// `#[inline(always)]` so that it is compiled into [`quantize_rows_with`]'s AVX-512 loop.
-pub trait RowPass {
+pub trait RowPass: Sync {
     fn apply(&self, row: &mut [f32]);
 }
 
-impl<F: Fn(&mut [f32])> RowPass for F {
+impl<F: Fn(&mut [f32]) + Sync> RowPass for F {
     #[inline(always)]
     fn apply(&self, row: &mut [f32]) {
         self(row)
     }
 }
 
-/// Applies `f` to each row of `x[m × k]` in place, then quantizes the row while it is still in
-/// the L1 cache (LayerNorm or the activation fused with the next layer's quantization). On CPUs
-/// with AVX-512 the loop, `f` included, is compiled for 512-bit registers.
-pub fn quantize_rows_with(x: &mut [f32], m: usize, k: usize, out: &mut QActs, f: &impl RowPass) {
-    #[cfg(target_arch = "x86_64")]
-    if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw") {
-        // SAFETY: the CPU has the features the function is compiled for (checked just above).
-        unsafe { quantize_rows_with_avx512(x, m, k, out, f) };
-        return;
-    }
-    quantize_rows_with_any(x, m, k, out, f)
+/// Elements below which a share of rows is not worth a task of its own (about a microsecond).
+pub const MIN_SHARE: usize = 4096;
+
+/// How many of `parts` tasks `m` rows of `k` are worth (at least [`MIN_SHARE`] elements each).
+pub fn useful_parts(m: usize, k: usize, parts: usize) -> usize {
+    parts.min(m * k / MIN_SHARE).min(m).max(1)
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw")]
-unsafe fn quantize_rows_with_avx512(
+/// Applies `f` to each row of `x[m × k]` in place, then quantizes the row while it is still in
+/// the L1 cache (LayerNorm or the activation fused with the next layer's quantization). On CPUs
+/// with AVX-512 the loop, `f` included, is compiled for 512-bit registers. The rows are split
+/// over up to `threads` rayon tasks when there are enough of them (the split changes no result).
+pub fn quantize_rows_with(
     x: &mut [f32],
     m: usize,
     k: usize,
     out: &mut QActs,
     f: &impl RowPass,
+    threads: usize,
 ) {
-    quantize_rows_with_any(x, m, k, out, f)
+    prepare(out, m, k);
+    let width = k.div_ceil(4) * 4;
+    let rows = Rows {
+        x: &mut x[..m * k],
+        data: &mut out.data[..m * width],
+        scale: &mut out.scale[..m],
+        zero: &mut out.zero[..m],
+    };
+    rows.run(k, f, useful_parts(m, k, threads));
 }
 
-#[inline(always)]
-fn quantize_rows_with_any(x: &mut [f32], m: usize, k: usize, out: &mut QActs, f: &impl RowPass) {
-    prepare(out, m, k);
-    for (r, row) in x[..m * k].chunks_exact_mut(k).enumerate() {
-        f.apply(row);
-        quantize_row(row, r, out);
+/// Rows of activations and their quantized copies, split between tasks by halving.
+struct Rows<'a> {
+    x: &'a mut [f32],
+    data: &'a mut [u8],
+    scale: &'a mut [f32],
+    zero: &'a mut [i32],
+}
+
+impl Rows<'_> {
+    fn run(self, k: usize, f: &impl RowPass, parts: usize) {
+        let m = self.scale.len();
+        if parts <= 1 || m < 2 {
+            #[cfg(target_arch = "x86_64")]
+            if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw") {
+                // SAFETY: the CPU has the features the function is compiled for (checked just above).
+                unsafe { self.each_avx512(k, f) };
+                return;
+            }
+            self.each(k, f);
+            return;
+        }
+        let first = m * (parts / 2) / parts;
+        let width = self.data.len() / m;
+        let (x0, x1) = self.x.split_at_mut(first * k);
+        let (d0, d1) = self.data.split_at_mut(first * width);
+        let (s0, s1) = self.scale.split_at_mut(first);
+        let (z0, z1) = self.zero.split_at_mut(first);
+        let (a, b) = (
+            Rows {
+                x: x0,
+                data: d0,
+                scale: s0,
+                zero: z0,
+            },
+            Rows {
+                x: x1,
+                data: d1,
+                scale: s1,
+                zero: z1,
+            },
+        );
+        rayon::join(|| a.run(k, f, parts / 2), || b.run(k, f, parts - parts / 2));
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512bw")]
+    unsafe fn each_avx512(self, k: usize, f: &impl RowPass) {
+        self.each(k, f)
+    }
+
+    #[inline(always)]
+    fn each(self, k: usize, f: &impl RowPass) {
+        let width = k.div_ceil(4) * 4;
+        let rows = self
+            .x
+            .chunks_exact_mut(k)
+            .zip(self.data.chunks_exact_mut(width));
+        for ((row, dst), (scale, zero)) in rows.zip(self.scale.iter_mut().zip(self.zero.iter_mut()))
+        {
+            f.apply(row);
+            quantize_row(row, dst, scale, zero);
+        }
     }
 }
 
@@ -149,16 +210,14 @@ fn prepare(out: &mut QActs, m: usize, k: usize) {
     }
 }
 
-/// Quantizes one row into row `r` of `out` (sized by [`prepare`]).
+/// Quantizes one row into `dst` (its width rounded up to 4), with its scale and zero point.
 #[inline(always)]
-fn quantize_row(row: &[f32], r: usize, out: &mut QActs) {
+fn quantize_row(row: &[f32], dst: &mut [u8], scale: &mut f32, zero: &mut i32) {
     let k = row.len();
-    let width = k.div_ceil(4) * 4;
     let (lo, hi) = min_max(row);
     let s = if hi > lo { (hi - lo) / 255.0 } else { 1.0 };
     let zp = (-lo / s).round_ties_even().clamp(0.0, 255.0);
     let inv = 1.0 / s;
-    let dst = &mut out.data[r * width..(r + 1) * width];
     // Adding 1.5·2^23 rounds to the nearest integer (ties to even) and leaves it in the low
     // mantissa bits: branch-free and vectorized, unlike a saturating float-to-int cast.
     const MAGIC: f32 = 12_582_912.0;
@@ -167,8 +226,8 @@ fn quantize_row(row: &[f32], r: usize, out: &mut QActs) {
     }
     // Padding meets zero weights; any value works, keep the zero point.
     dst[k..].fill(zp as u8);
-    out.scale[r] = s;
-    out.zero[r] = zp as i32;
+    *scale = s;
+    *zero = zp as i32;
 }
 
 /// `(min(row ∪ {0}), max(row ∪ {0}))` with 16 running minima and maxima: compare-and-select
@@ -431,7 +490,7 @@ mod tests {
             linear(&mut want, &x, m, &d, Mode::Biased, Parallelism::None);
             let q = QDense::quantize(&d).unwrap();
             let mut acts = QActs::default();
-            quantize_rows(&x, m, k, &mut acts);
+            quantize_rows(&mut x.clone(), m, k, &mut acts, 1);
             let mut fast = vec![0f32; m * n];
             linear_q(&mut fast, &acts, m, &q, Mode::Biased, 1);
             let mut split = vec![0f32; m * n];
@@ -471,14 +530,26 @@ mod tests {
         let mut a = x.clone();
         a.chunks_exact_mut(k).for_each(double_then_shift);
         let mut want = QActs::default();
-        quantize_rows(&a, m, k, &mut want);
+        quantize_rows(&mut a.clone(), m, k, &mut want, 1);
         let mut b = x.clone();
         let mut got = QActs::default();
-        quantize_rows_with(&mut b, m, k, &mut got, &double_then_shift);
+        quantize_rows_with(&mut b, m, k, &mut got, &double_then_shift, 1);
         assert_eq!(a, b, "the rows after the pass");
         assert_eq!(want.data, got.data);
         assert_eq!(want.scale, got.scale);
         assert_eq!(want.zero, got.zero);
+        // Rows split over tasks: the same numbers.
+        let (m, k) = (37, 1000);
+        assert_eq!(useful_parts(m, k, 3), 3);
+        let x: Vec<f32> = (0..m * k)
+            .map(|i| ((i as f32) * 0.13).sin() * 3.0)
+            .collect();
+        let (mut one, mut three) = (x.clone(), x.clone());
+        let (mut a1, mut a3) = (QActs::default(), QActs::default());
+        quantize_rows_with(&mut one, m, k, &mut a1, &double_then_shift, 1);
+        quantize_rows_with(&mut three, m, k, &mut a3, &double_then_shift, 3);
+        assert_eq!(one, three);
+        assert_eq!((a1.data, a1.scale, a1.zero), (a3.data, a3.scale, a3.zero));
         let (lo, hi) = min_max(&[3.0, -1.0, f32::NAN, 7.5, 0.25]);
         assert_eq!((lo, hi), (-1.0, 7.5));
         assert_eq!(

@@ -19,7 +19,9 @@ mod packed;
 
 pub(crate) use self::attention::SendPtr;
 use self::attention::{Shape, Span};
-use self::int8::{linear_q, quantize_rows, quantize_rows_with, QActs, QDense, RowPass};
+use self::int8::{
+    linear_q, quantize_rows, quantize_rows_with, useful_parts, QActs, QDense, RowPass,
+};
 use self::kernels::{add_bias_layer_norm, layer_norm, linear, Dense, Mode};
 use super::bert::BertEncoder;
 use super::{Batch, EncoderBackend};
@@ -48,11 +50,12 @@ struct FastLayer {
     q: Option<[QDense; 4]>,
 }
 
-/// One linear layer of the stack, f32 or int8 (the activations are quantized on the way in).
+/// One linear layer of the stack, f32 or int8 (the activations are quantized on the way in;
+/// `x` is only read).
 #[allow(clippy::too_many_arguments)]
 fn apply(
     dst: &mut [f32],
-    x: &[f32],
+    x: &mut [f32],
     m: usize,
     f: &Dense,
     q: Option<&QDense>,
@@ -62,8 +65,9 @@ fn apply(
 ) {
     match q {
         Some(q) => {
-            quantize_rows(x, m, q.n_in, acts);
-            linear_q(dst, acts, m, q, mode, kernels::threads_of(par));
+            let threads = kernels::threads_of(par);
+            quantize_rows(x, m, q.n_in, acts, threads);
+            linear_q(dst, acts, m, q, mode, threads);
         }
         None => linear(dst, x, m, f, mode, par),
     }
@@ -100,7 +104,8 @@ impl RowPass for ActPass {
 }
 
 /// Applies `pass` to each of the `m` rows of `x`; when `quantize`, also quantizes each row into
-/// `acts` right after it.
+/// `acts` right after it. The rows are split over up to `threads` rayon tasks when there are
+/// enough of them.
 fn norm_rows(
     x: &mut [f32],
     m: usize,
@@ -108,14 +113,27 @@ fn norm_rows(
     acts: &mut QActs,
     quantize: bool,
     pass: impl RowPass,
+    threads: usize,
 ) {
     if quantize {
-        quantize_rows_with(x, m, k, acts, &pass);
+        quantize_rows_with(x, m, k, acts, &pass, threads);
     } else {
-        x[..m * k]
-            .chunks_exact_mut(k)
-            .for_each(|row| pass.apply(row));
+        pass_rows(&mut x[..m * k], k, &pass, useful_parts(m, k, threads));
     }
+}
+
+/// `pass` on each row of `x` (rows of `k`), the rows halved between `parts` rayon tasks.
+fn pass_rows(x: &mut [f32], k: usize, pass: &impl RowPass, parts: usize) {
+    let m = x.len() / k;
+    if parts <= 1 || m < 2 {
+        x.chunks_exact_mut(k).for_each(|row| pass.apply(row));
+        return;
+    }
+    let (a, b) = x.split_at_mut(m * (parts / 2) / parts * k);
+    rayon::join(
+        || pass_rows(a, k, pass, parts / 2),
+        || pass_rows(b, k, pass, parts - parts / 2),
+    );
 }
 
 /// Reusable buffers of one worker: hidden states, fused QKV, attention context, feed-forward.
@@ -363,7 +381,7 @@ impl FastBert {
             match q(0) {
                 Some(w) => {
                     if !ready {
-                        quantize_rows(&ws.x, t, h, acts);
+                        quantize_rows(&mut ws.x, t, h, acts, threads);
                     }
                     linear_q(&mut ws.qkv, acts, t, w, Mode::Biased, threads);
                 }
@@ -376,7 +394,7 @@ impl FastBert {
             }
             apply(
                 &mut ws.x,
-                &ws.ctx,
+                &mut ws.ctx,
                 t,
                 &layer.o,
                 q(1),
@@ -389,14 +407,14 @@ impl FastBert {
                 norm: &layer.attn_norm,
             };
             // The up-projection's input is quantized here when it is int8.
-            norm_rows(&mut ws.x, t, h, acts, q(2).is_some(), ln);
+            norm_rows(&mut ws.x, t, h, acts, q(2).is_some(), ln, threads);
             laps.lap(1);
             match q(2) {
                 Some(w) => linear_q(&mut ws.ffn, acts, t, w, Mode::Biased, threads),
                 None => linear(&mut ws.ffn, &ws.x, t, &layer.up, Mode::Biased, par),
             }
             let act = ActPass(self.act);
-            norm_rows(&mut ws.ffn, t, inter, acts, q(3).is_some(), act);
+            norm_rows(&mut ws.ffn, t, inter, acts, q(3).is_some(), act, threads);
             match q(3) {
                 Some(w) => linear_q(&mut ws.x, acts, t, w, Mode::Accumulate, threads),
                 None => linear(&mut ws.x, &ws.ffn, t, &layer.down, Mode::Accumulate, par),
@@ -406,7 +424,7 @@ impl FastBert {
                 norm: &layer.out_norm,
             };
             let next_q = self.layers.get(li + 1).is_some_and(|l| l.q.is_some());
-            norm_rows(&mut ws.x, t, h, acts, next_q, ln);
+            norm_rows(&mut ws.x, t, h, acts, next_q, ln, threads);
             ready = next_q;
             laps.lap(2);
         }
