@@ -139,6 +139,7 @@ unsafe fn head_d<const D: usize>(
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use super::{Shape, Span, SCRATCH};
+    use crate::encoder::fast::kernels::avx512::exp;
     use std::arch::x86_64::*;
 
     /// Query rows per tile.
@@ -290,27 +291,6 @@ mod avx512 {
             _mm512_storeu_ps(row.add(16 * v), e);
         }
         1.0 / _mm512_reduce_add_ps(sum)
-    }
-
-    /// [`crate::encoder::fast::kernels::exp`] on 16 lanes (the same constants, with FMAs).
-    #[inline(always)]
-    unsafe fn exp(x: __m512) -> __m512 {
-        let x = _mm512_min_ps(
-            _mm512_max_ps(x, _mm512_set1_ps(-87.3)),
-            _mm512_set1_ps(88.3),
-        );
-        let magic = _mm512_set1_ps(12_582_912.0);
-        let shifted = _mm512_fmadd_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E), magic);
-        let n = _mm512_sub_ps(shifted, magic);
-        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693_145_75), x);
-        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428_606_8e-6), r);
-        let mut p = _mm512_set1_ps(1.0 / 720.0);
-        for c in [1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
-            p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
-        }
-        let bits = _mm512_sub_epi32(_mm512_castps_si512(shifted), _mm512_castps_si512(magic));
-        let scale = _mm512_slli_epi32::<23>(_mm512_add_epi32(bits, _mm512_set1_epi32(127)));
-        _mm512_mul_ps(p, _mm512_castsi512_ps(scale))
     }
 
     /// `out[r · lp + j] = q_r · k_j` for `ROWS` query rows (`stride` apart) and all `lp` keys.

@@ -99,7 +99,9 @@ impl RowPass for ActPass {
     #[inline(always)]
     fn apply(&self, x: &mut [f32]) {
         match self.act {
-            Activation::GeluErf if self.before_int8 => kernels::gelu_tanh(x),
+            Activation::GeluErf | Activation::GeluTanh if self.before_int8 => {
+                kernels::gelu_tanh_rcp(x)
+            }
             Activation::GeluErf => kernels::gelu_erf(x),
             Activation::GeluTanh => kernels::gelu_tanh(x),
             Activation::Relu => kernels::relu(x),
