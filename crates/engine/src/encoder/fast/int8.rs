@@ -7,6 +7,7 @@
 //! one-sided inputs such as GELU outputs), and the `zp · Σ w` this adds is subtracted in the
 //! epilogue with the weight column sums kept from packing.
 
+use super::attention::SendPtr;
 use super::kernels::{Dense, Mode};
 use super::packed::for_column_blocks;
 
@@ -260,7 +261,8 @@ pub fn linear_q(dst: &mut [f32], a: &QActs, m: usize, w: &QDense, mode: Mode, th
             let (n, width) = (w.n_out, w.k4 * 4);
             assert!(a.data.len() >= m * width && a.scale.len() >= m && dst.len() >= m * n);
             assert!(w.packed.len() >= n * width);
-            let out = Out(dst.as_mut_ptr());
+            // Shared by the threads that split the columns: each writes disjoint column blocks.
+            let out = SendPtr(dst.as_mut_ptr());
             for_column_blocks(n / LANES, threads, |blocks| {
                 // SAFETY: the CPU has AVX-512F/BW and VNNI (checked at run time); sizes are
                 // checked above; each call writes only its own column blocks of `dst`.
@@ -272,12 +274,6 @@ pub fn linear_q(dst: &mut [f32], a: &QActs, m: usize, w: &QDense, mode: Mode, th
     let _ = threads;
     portable(dst, a, m, w, mode);
 }
-
-/// The destination shared by the threads that split a call's columns.
-struct Out(*mut f32);
-
-// SAFETY: the threads sharing it write disjoint column blocks; the borrow outlives their scope.
-unsafe impl Sync for Out {}
 
 /// Whether this CPU runs the VNNI kernel (else the portable loop, same results, much slower).
 pub fn has_vnni() -> bool {
@@ -332,7 +328,7 @@ pub fn portable(dst: &mut [f32], a: &QActs, m: usize, w: &QDense, mode: Mode) {
 
 #[cfg(target_arch = "x86_64")]
 mod vnni {
-    use super::{Out, QActs, QDense, LANES};
+    use super::{QActs, QDense, SendPtr, LANES};
     use crate::encoder::fast::kernels::Mode;
     use std::arch::x86_64::*;
     use std::ops::Range;
@@ -352,7 +348,7 @@ mod vnni {
     /// no other thread may write the column blocks `blocks` of `dst`.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     pub unsafe fn linear(
-        dst: &Out,
+        dst: &SendPtr<f32>,
         a: &QActs,
         m: usize,
         w: &QDense,
