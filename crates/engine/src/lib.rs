@@ -17,6 +17,8 @@ pub mod train;
 
 pub use aggregate::{Entity, TokenLabel};
 pub use config::{EncoderConfig, Family, HeadKind};
+/// Dot product of two f32 slices with independent vector accumulators (the fast encoder's kernel).
+pub use encoder::fast::kernels::dot;
 pub use error::{EngineError, Result};
 pub use model::{
     entities_of, l2_normalize, Aggregation, BackendKind, Classification, EmbedOptions,

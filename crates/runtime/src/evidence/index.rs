@@ -5,6 +5,7 @@
 //! dimensions take about 10 ms on one core). The top `k` are kept in a small heap. An approximate
 //! index would replace the scan once corpora grow past what one scan per claim allows.
 
+use nlpd_engine::dot;
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 use std::sync::Arc;
@@ -43,20 +44,6 @@ pub struct VectorIndex {
     refs: Vec<PassageRef>,
     /// `refs.len() × dim`, row-major, each row unit length.
     vecs: Vec<f32>,
-}
-
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    // Eight independent sums let the compiler keep several vector accumulators.
-    let mut acc = [0f32; 8];
-    let (ac, ar) = a.split_at(a.len() / 8 * 8);
-    let (bc, br) = b.split_at(ac.len());
-    for (x, y) in ac.chunks_exact(8).zip(bc.chunks_exact(8)) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    let tail: f32 = ar.iter().zip(br).map(|(x, y)| x * y).sum();
-    acc.iter().sum::<f32>() + tail
 }
 
 /// The vector scaled to unit length.
