@@ -139,17 +139,14 @@ unsafe fn head_d<const D: usize>(
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use super::{Shape, Span, SCRATCH};
-    use crate::encoder::fast::kernels::avx512::exp;
+    pub use crate::encoder::fast::kernels::avx512::available;
+    use crate::encoder::fast::kernels::avx512::{exp, first_lanes};
     use std::arch::x86_64::*;
 
     /// Query rows per tile.
     const R: usize = 4;
     /// Keys per score block (two vectors).
     const KB2: usize = 32;
-
-    pub fn available() -> bool {
-        is_x86_feature_detected!("avx512f")
-    }
 
     /// # Safety
     /// As [`super::head`]; the CPU must have AVX-512F and the head size must be `16 · DV`.
@@ -268,10 +265,7 @@ mod avx512 {
     /// The lanes `j < l` of vector `v` (of 16) of a row.
     #[inline(always)]
     fn valid(v: usize, l: usize) -> __mmask16 {
-        match l.saturating_sub(16 * v) {
-            n if n >= 16 => 0xFFFF,
-            n => (1u16 << n) - 1,
-        }
+        first_lanes(l.saturating_sub(16 * v))
     }
 
     /// `row[j] = e^(row[j] - max)` for `j < l` and 0 for `l ≤ j < lp`; returns `1 / Σ`.

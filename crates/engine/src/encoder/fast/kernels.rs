@@ -275,16 +275,18 @@ pub fn gelu_erf(x: &mut [f32]) {
     }
 }
 
+/// `2u = GELU_C2 · x + GELU_C3 · x³`: twice the tanh GELU's argument `√(2/π) (x + 0.044715 x³)`.
+const GELU_C2: f32 = 2.0 * 0.797_884_6;
+const GELU_C3: f32 = 2.0 * 0.797_884_6 * 0.044_715;
+
 /// tanh-approximated GELU in place (`gelu_new`): `0.5 · x · (1 + tanh(u))` with
 /// `u = √(2/π) (x + 0.044715 x³)`, computed as `x / (1 + e^{-2u})` (the same function: one
 /// exponential and one division). Within 4.8e-4 of the exact (erf) GELU everywhere.
 #[inline(always)]
 pub fn gelu_tanh(x: &mut [f32]) {
-    const C2: f32 = 2.0 * 0.797_884_6;
-    const C3: f32 = 2.0 * 0.797_884_6 * 0.044_715;
     for v in x.iter_mut() {
         let x2 = *v * *v;
-        let two_u = *v * (C2 + C3 * x2);
+        let two_u = *v * (GELU_C2 + GELU_C3 * x2);
         *v /= 1.0 + exp(-two_u);
     }
 }
@@ -308,8 +310,19 @@ pub fn gelu_tanh_rcp(x: &mut [f32]) {
 pub(crate) mod avx512 {
     use std::arch::x86_64::*;
 
+    /// Whether the CPU has AVX-512F (every AVX-512 kernel of the fast path needs it).
     pub fn available() -> bool {
         is_x86_feature_detected!("avx512f")
+    }
+
+    /// The mask of the first `n` of 16 lanes (all of them from 16 up).
+    #[inline(always)]
+    pub fn first_lanes(n: usize) -> __mmask16 {
+        if n >= 16 {
+            0xFFFF
+        } else {
+            (1u16 << n) - 1
+        }
     }
 
     /// [`super::exp`] on 16 lanes (the same constants, with FMAs).
@@ -337,15 +350,14 @@ pub(crate) mod avx512 {
     #[target_feature(enable = "avx512f")]
     pub unsafe fn gelu_tanh_rcp(x: &mut [f32]) {
         let (c2, c3) = (
-            _mm512_set1_ps(2.0 * 0.797_884_6),
-            _mm512_set1_ps(2.0 * 0.797_884_6 * 0.044_715),
+            _mm512_set1_ps(super::GELU_C2),
+            _mm512_set1_ps(super::GELU_C3),
         );
         let one = _mm512_set1_ps(1.0);
         let p = x.as_mut_ptr();
         let mut i = 0;
         while i < x.len() {
-            let n = (x.len() - i).min(16);
-            let m: __mmask16 = if n == 16 { 0xFFFF } else { (1u16 << n) - 1 };
+            let m = first_lanes(x.len() - i);
             let v = _mm512_maskz_loadu_ps(m, p.add(i));
             let two_u = _mm512_mul_ps(v, _mm512_fmadd_ps(_mm512_mul_ps(v, v), c3, c2));
             let d = _mm512_add_ps(one, exp(_mm512_sub_ps(_mm512_setzero_ps(), two_u)));

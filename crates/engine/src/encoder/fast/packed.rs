@@ -139,9 +139,7 @@ mod avx512 {
     use std::arch::x86_64::*;
     use std::ops::Range;
 
-    pub fn available() -> bool {
-        is_x86_feature_detected!("avx512f")
-    }
+    pub use crate::encoder::fast::kernels::avx512::available;
 
     /// Rows per micro-tile and 16-column blocks per micro-tile (6 × 4 = 24 accumulators).
     const MR: usize = 6;
