@@ -29,6 +29,10 @@ pub const STORE_ROWS_WRITTEN: &str = "nlpd_store_rows_written_total";
 pub const STORE_DROPPED: &str = "nlpd_store_dropped_rows_total";
 pub const STORE_FLUSH_DURATION: &str = "nlpd_store_flush_duration_seconds";
 pub const STORE_QUEUE_DEPTH: &str = "nlpd_store_queue_depth";
+pub const MODEL_LOAD_FAILURES: &str = "nlpd_model_load_failures_total";
+pub const MEMORY_LIMIT: &str = "nlpd_memory_limit_bytes";
+pub const DRAINING: &str = "nlpd_draining";
+pub const IN_FLIGHT: &str = "nlpd_requests_in_flight";
 
 /// Histogram buckets for durations: 0.1 ms … 30 s.
 pub const DURATION_BUCKETS: &[f64] = &[
@@ -131,10 +135,68 @@ pub fn describe() {
         STORE_QUEUE_DEPTH,
         "Prediction log rows waiting to be written"
     );
+    describe_counter!(
+        MODEL_LOAD_FAILURES,
+        "Model loads (at start, on first use or by POST /v1/models/{name}/load) that failed"
+    );
+    describe_gauge!(
+        MEMORY_LIMIT,
+        Unit::Bytes,
+        "Memory the process may use: its cgroup (container) limit, else the machine's total"
+    );
+    describe_gauge!(
+        DRAINING,
+        "1 from the stop signal until exit: /health/ready answers 503"
+    );
+    describe_gauge!(
+        IN_FLIGHT,
+        "HTTP requests whose handlers are running (streams count until their headers)"
+    );
 }
 
 pub fn stage(name: &'static str, model: &str, d: Duration) {
     metrics::histogram!(name, "model" => model.to_string()).record(d.as_secs_f64());
+}
+
+/// The memory this process may use, in bytes: its cgroup limit (a container's memory limit),
+/// else the machine's total memory; `None` off Linux.
+pub fn memory_limit_bytes() -> Option<u64> {
+    cgroup_memory_limit().or_else(|| {
+        let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+        let kib = info
+            .lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse::<u64>()
+            .ok()?;
+        Some(kib * 1024)
+    })
+}
+
+/// The cgroup memory limit (cgroup v2 `memory.max`, else v1 `memory.limit_in_bytes`); `None`
+/// when unlimited.
+fn cgroup_memory_limit() -> Option<u64> {
+    let read = |p: &str| std::fs::read_to_string(p).ok();
+    let v2 = read("/proc/self/cgroup").and_then(|c| {
+        // cgroup v2: one line `0::/path`.
+        c.lines()
+            .find_map(|l| l.strip_prefix("0::").map(str::to_string))
+            .and_then(|path| {
+                read(&format!(
+                    "/sys/fs/cgroup{}/memory.max",
+                    path.trim_end_matches('/')
+                ))
+            })
+            .or_else(|| read("/sys/fs/cgroup/memory.max"))
+    });
+    let raw = v2.or_else(|| read("/sys/fs/cgroup/memory/memory.limit_in_bytes"))?;
+    // "max" (v2) or a page-rounded i64::MAX (v1) mean no limit.
+    raw.trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|&b| b > 0 && b < 1 << 60)
 }
 
 /// Resident set size of this process in bytes (Linux; 0 elsewhere).
@@ -148,4 +210,17 @@ pub fn resident_bytes() -> u64 {
         })
         .map(|pages| pages * 4096)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn memory_limit_is_the_cgroup_limit_or_the_machine() {
+        let limit = super::memory_limit_bytes().expect("a limit on Linux");
+        let rss = super::resident_bytes();
+        assert!(rss > 0 && limit > rss, "limit {limit} rss {rss}");
+        // Never the "unlimited" sentinel of cgroup v1 (a page-rounded i64::MAX).
+        assert!(limit < 1 << 60);
+    }
 }

@@ -387,6 +387,7 @@ impl Registry {
             Err(e) => {
                 let message = e.to_string();
                 tracing::warn!(model = name, error = %message, "model failed to load");
+                metrics::counter!(m::MODEL_LOAD_FAILURES, "model" => name.to_string()).increment(1);
                 *state = State::Failed(message.clone());
                 Err(RuntimeError::LoadFailed {
                     name: name.to_string(),
@@ -468,6 +469,23 @@ impl Registry {
         let names = self.preloaded.clone();
         for name in names {
             let _ = self.load(&name).await;
+        }
+    }
+
+    /// Sets every model's gauges (loaded, bytes, queue depth) and its load-failure counter to
+    /// their current values, so they are on `/metrics` from the start (the server calls this
+    /// once its recorder is installed; `--preload` may have loaded models before that).
+    pub fn publish_metrics(&self) {
+        for (name, e) in &self.entries {
+            let (loaded, depth) = match &*e.state.lock().unwrap_or_else(|p| p.into_inner()) {
+                State::Loaded(l) => (true, l.queue_depth()),
+                _ => (false, 0),
+            };
+            let bytes = if loaded { e.spec.bytes } else { 0 };
+            metrics::gauge!(m::MODEL_LOADED, "model" => name.clone()).set(loaded as u8 as f64);
+            metrics::gauge!(m::MODEL_BYTES, "model" => name.clone()).set(bytes as f64);
+            metrics::gauge!(m::QUEUE_DEPTH, "model" => name.clone()).set(depth as f64);
+            metrics::counter!(m::MODEL_LOAD_FAILURES, "model" => name.clone()).increment(0);
         }
     }
 

@@ -12,6 +12,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use nlpd_runtime::{metrics as m, Registry};
+use std::future::IntoFuture;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 use tower_http::compression::CompressionLayer;
@@ -56,6 +57,9 @@ pub fn app_state(
     config: ServerConfig,
     store: Option<Arc<nlpd_runtime::Store>>,
 ) -> AppState {
+    // The recorder first: the cache and the registry announce their series as they start.
+    let prometheus = prometheus();
+    registry.publish_metrics();
     let started_unix_s = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -68,12 +72,13 @@ pub fn app_state(
     AppState {
         registry,
         config: Arc::new(config),
-        prometheus: prometheus(),
+        prometheus,
         started_unix_s,
         limiter,
         cache,
         store,
         corpus,
+        drain: Arc::new(crate::drain::Drain::new()),
     }
 }
 
@@ -198,7 +203,17 @@ async fn record(State(st): State<AppState>, req: Request, next: Next) -> Respons
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".into());
     let start = Instant::now();
-    let resp = next.run(req).await;
+    let mut resp = {
+        let _in_flight = st.drain.enter();
+        next.run(req).await
+    };
+    if st.drain.is_draining() {
+        // Keep-alive clients (and a load balancer's pooled connections) move to another replica.
+        resp.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
+    }
     let took = start.elapsed();
     let status = resp.status();
     let served = resp.extensions().get::<Served>().cloned();
@@ -217,15 +232,19 @@ async fn record(State(st): State<AppState>, req: Request, next: Next) -> Respons
 /// How long shutdown waits for the prediction log to be written.
 const STORE_SHUTDOWN_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Opens the store (migrations included), serves until `shutdown` resolves, then finishes
-/// in-flight requests, writes the queued prediction log (bounded wait) and stops the workers.
-/// With `--warm-cache`, warming runs in the background once the server is ready.
+/// Opens the store (migrations included) and serves until `shutdown` resolves; then drains (see
+/// [`crate::drain`]): `/health/ready` answers 503 while serving goes on for
+/// `config.shutdown_delay`, then the listener closes and in-flight requests get
+/// `config.shutdown_timeout` to finish. Last, the queued prediction log is written (bounded
+/// wait) and the workers stop. With `--warm-cache`, warming runs in the background once the
+/// server is ready.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     registry: Arc<Registry>,
     config: ServerConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    prometheus();
     let store = match &config.store {
         Some(c) => Some(
             nlpd_runtime::Store::open(c.clone())
@@ -249,10 +268,42 @@ pub async fn serve(
         state.clone(),
         state.config.evidence_refresh,
     ));
+    let drain = state.drain.clone();
+    let (delay, timeout) = (state.config.shutdown_delay, state.config.shutdown_timeout);
+    let closed = Arc::new(tokio::sync::Notify::new());
+    let closing = closed.clone();
+    let graceful = {
+        let drain = drain.clone();
+        async move {
+            shutdown.await;
+            drain.start();
+            tracing::warn!(
+                delay_s = delay.as_secs_f64(),
+                in_flight = drain.in_flight(),
+                "draining: /health/ready answers 503; still serving until the delay ends"
+            );
+            tokio::time::sleep(delay).await;
+            tracing::warn!(
+                timeout_s = timeout.as_secs_f64(),
+                in_flight = drain.in_flight(),
+                "drain delay over: no new connections; finishing in-flight requests"
+            );
+            closing.notify_one();
+        }
+    };
     let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let server = axum::serve(listener, app).with_graceful_shutdown(graceful);
+    let served = tokio::select! {
+        r = server.into_future() => r,
+        _ = async { closed.notified().await; tokio::time::sleep(timeout).await } => {
+            tracing::error!(
+                in_flight = drain.in_flight(),
+                timeout_s = timeout.as_secs_f64(),
+                "shutdown timeout: cutting off the requests still in flight"
+            );
+            Ok(())
+        }
+    };
     if let Some(w) = warming {
         w.abort();
     }

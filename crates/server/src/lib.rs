@@ -2,6 +2,7 @@
 //! field, one error type mapped exhaustively to status codes, metrics and health.
 
 pub mod app;
+pub mod drain;
 pub mod error;
 pub mod json;
 pub mod nli;

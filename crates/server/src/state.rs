@@ -28,6 +28,11 @@ pub struct ServerConfig {
     /// How often the evidence index checks the store for documents another replica added,
     /// replaced or deleted (and rebuilds when there are); `None`: never after start.
     pub evidence_refresh: Option<Duration>,
+    /// After the stop signal: how long to keep serving while `/health/ready` answers 503, so
+    /// load balancers take the replica out first (`nlpd serve` default 5 s; 0 here).
+    pub shutdown_delay: Duration,
+    /// Then: how long in-flight requests may take to finish before they are cut off.
+    pub shutdown_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -42,6 +47,8 @@ impl Default for ServerConfig {
             cache: None,
             store: None,
             evidence_refresh: Some(Duration::from_secs(10)),
+            shutdown_delay: Duration::ZERO,
+            shutdown_timeout: Duration::from_secs(20),
         }
     }
 }
@@ -58,6 +65,8 @@ pub struct AppState {
     pub store: Option<Arc<Store>>,
     /// The evidence corpus of `/v1/verify` (with the store; `None` without one).
     pub corpus: Option<Arc<Corpus>>,
+    /// Draining after the stop signal, and the requests in flight.
+    pub drain: Arc<crate::drain::Drain>,
 }
 
 impl AppState {

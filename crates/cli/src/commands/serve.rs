@@ -155,6 +155,16 @@ pub struct Args {
     /// (e.g. 10s; 0 = only at start).
     #[arg(long, env = "NLPD_EVIDENCE_REFRESH", default_value = "10s")]
     pub evidence_refresh: String,
+    /// On SIGTERM or SIGINT, how long to keep serving while /health/ready answers 503
+    /// `draining` (e.g. 5s, 0), so load balancers and Kubernetes take the replica out of rotation
+    /// before it stops accepting. A second signal stops at once.
+    #[arg(long, env = "NLPD_SHUTDOWN_DELAY", default_value = "5s")]
+    pub shutdown_delay: String,
+    /// After the delay: how long in-flight requests may take to finish before they are cut off
+    /// (the queued prediction log is then written, up to 10 s more). Orchestrators should allow
+    /// delay + timeout + 10 s before killing the process.
+    #[arg(long, env = "NLPD_SHUTDOWN_TIMEOUT", default_value = "20s")]
+    pub shutdown_timeout: String,
 }
 
 /// The prediction store settings from the flags (`None`: `--database-url off`).
@@ -386,6 +396,12 @@ pub fn run(args: Args, models_dir: &Path) -> Result<usize> {
                 .map_err(anyhow::Error::msg)
                 .context("--evidence-refresh")?,
         ),
+        shutdown_delay: parse_duration(&args.shutdown_delay)
+            .map_err(anyhow::Error::msg)
+            .context("--shutdown-delay")?,
+        shutdown_timeout: parse_duration(&args.shutdown_timeout)
+            .map_err(anyhow::Error::msg)
+            .context("--shutdown-timeout")?,
         ..ServerConfig::default()
     };
     tracing::info!(
@@ -395,11 +411,12 @@ pub fn run(args: Args, models_dir: &Path) -> Result<usize> {
         max_input_tokens = ?args.max_input_tokens, max_request_bytes, max_inputs_per_request = config.max_inputs_per_request,
         request_timeout_s = args.request_timeout, "effective configuration (API keys redacted)"
     );
-    eprintln!("nlpd: configuration: backend={} quantize={} host={} port={} preload={} memory_budget={} max_batch_tokens={} max_batch_size={} max_wait_us={} max_queue={} api_keys={} max_input_tokens={} max_request_bytes={} max_inputs_per_request={} request_timeout={}s rate_limit={}",
+    eprintln!("nlpd: configuration: backend={} quantize={} host={} port={} preload={} memory_budget={} max_batch_tokens={} max_batch_size={} max_wait_us={} max_queue={} api_keys={} max_input_tokens={} max_request_bytes={} max_inputs_per_request={} request_timeout={}s rate_limit={} shutdown_delay={}s shutdown_timeout={}s",
         args.engine.backend.as_str(), args.engine.quantize.as_str(), args.host, args.port, args.preload, budget.map(|b| b.to_string()).unwrap_or_else(|| "none".into()), batch.max_batch_tokens, batch.max_batch_size,
         args.max_wait_us, batch.max_queue, if config.api_keys.is_empty() { "none".to_string() } else { format!("{} (redacted)", config.api_keys.len()) },
         args.max_input_tokens.map(|n| n.to_string()).unwrap_or_else(|| "model limit".into()), max_request_bytes, config.max_inputs_per_request, args.request_timeout,
-        args.rate_limit.map(|r| format!("{r}/s per client")).unwrap_or_else(|| "none".into()));
+        args.rate_limit.map(|r| format!("{r}/s per client")).unwrap_or_else(|| "none".into()),
+        config.shutdown_delay.as_secs_f64(), config.shutdown_timeout.as_secs_f64());
     match &cache {
         None => eprintln!("nlpd: cache: off"),
         Some(c) => eprintln!(
@@ -449,6 +466,8 @@ pub fn run(args: Args, models_dir: &Path) -> Result<usize> {
         Registry::new(specs, defaults, batch, budget, stats).map_err(anyhow::Error::msg)?;
     registry.set_max_input_tokens(args.max_input_tokens);
     registry.set_load_options(args.engine.load_options());
+    // Before anything records a metric (--preload does): the recorder drops what comes earlier.
+    nlpd_server::app::prometheus();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -462,9 +481,11 @@ pub fn run(args: Args, models_dir: &Path) -> Result<usize> {
             registry.preload_all().await;
         }
         let registry = Arc::new(registry);
+        // Caught from here on (a Ctrl-C during a long --preload still stops at once).
+        let signals = StopSignals::new()?;
         eprintln!("nlpd: listening on http://{addr}");
         println!("listening on http://{addr}");
-        nlpd_server::serve(listener, registry, config, shutdown_signal())
+        nlpd_server::serve(listener, registry, config, signals.first_then_force())
             .await
             .context("server error")?;
         eprintln!("nlpd: stopped");
@@ -472,24 +493,57 @@ pub fn run(args: Args, models_dir: &Path) -> Result<usize> {
     })
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// SIGTERM and SIGINT, caught from creation on: made before the server says it listens, so a
+/// signal that comes at once drains too instead of killing the process.
+struct StopSignals {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn new() -> Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(StopSignals {
+                term: signal(SignalKind::terminate()).context("cannot catch SIGTERM")?,
+                int: signal(SignalKind::interrupt()).context("cannot catch SIGINT")?,
+            })
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+        #[cfg(not(unix))]
+        Ok(StopSignals {})
     }
-    eprintln!("nlpd: shutting down: finishing in-flight requests");
+
+    /// The name of the next signal.
+    async fn next(&mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.term.recv() => "SIGTERM",
+                _ = self.int.recv() => "SIGINT",
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            "Ctrl-C"
+        }
+    }
+
+    /// Resolves at the first signal (the server then drains); from then on a second one exits
+    /// the process at once (status 1), without draining.
+    async fn first_then_force(mut self) {
+        let first = self.next().await;
+        eprintln!(
+            "nlpd: {first}: draining (/health/ready answers 503), then finishing in-flight requests; \
+             a second signal stops at once"
+        );
+        tokio::spawn(async move {
+            let second = self.next().await;
+            eprintln!("nlpd: {second} again: stopping now, without draining");
+            std::process::exit(1);
+        });
+    }
 }

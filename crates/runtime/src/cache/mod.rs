@@ -92,6 +92,14 @@ impl Cache {
             .redis
             .clone()
             .map(|r| redis::L2::new(r, cfg.ttl.max(Duration::from_millis(1))));
+        // On /metrics from the start (a hit-rate alert needs both series before the first hit).
+        let levels = [("l1", l1.is_some()), ("l2", l2.is_some())];
+        for (level, _) in levels.iter().filter(|(_, on)| *on) {
+            for result in ["hit", "miss"] {
+                metrics::counter!(crate::metrics::CACHE_REQUESTS, "level" => *level, "result" => result)
+                    .increment(0);
+            }
+        }
         Some(Arc::new(Cache {
             cfg,
             l1,

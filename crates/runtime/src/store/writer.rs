@@ -59,6 +59,15 @@ pub(crate) struct Counters {
 
 impl Counters {
     pub fn new() -> Self {
+        // On /metrics from the start, so a "rows dropped" alert has a series to watch.
+        metrics::counter!(m::STORE_ROWS_WRITTEN).increment(0);
+        for reason in [
+            DropReason::QueueFull,
+            DropReason::DbError,
+            DropReason::Shutdown,
+        ] {
+            metrics::counter!(m::STORE_DROPPED, "reason" => reason.as_str()).increment(0);
+        }
         Counters {
             written: AtomicU64::new(0),
             dropped_queue_full: AtomicU64::new(0),

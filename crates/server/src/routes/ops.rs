@@ -15,6 +15,16 @@ pub async fn live() -> Json<serde_json::Value> {
 }
 
 pub async fn ready(State(st): State<AppState>) -> Response {
+    if st.drain.is_draining() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({
+                "status": "draining",
+                "reasons": ["shutting down: draining before exit (--shutdown-delay)"]
+            })),
+        )
+            .into_response();
+    }
     match st.registry.readiness() {
         Ok(()) => Json(json!({"status": "ready"})).into_response(),
         Err(reasons) => (
@@ -77,6 +87,9 @@ pub async fn unload(
 
 pub async fn metrics(State(st): State<AppState>) -> Response {
     metrics::gauge!(m::RESIDENT_BYTES).set(m::resident_bytes() as f64);
+    if let Some(limit) = m::memory_limit_bytes() {
+        metrics::gauge!(m::MEMORY_LIMIT).set(limit as f64);
+    }
     if let Some(c) = &st.cache {
         c.refresh_metrics();
     }
