@@ -33,8 +33,31 @@ struct Cli {
     /// Log filter for stderr (e.g. `info`, `nlpd=debug`).
     #[arg(long, env = "NLPD_LOG", default_value = "warn", global = true)]
     log: String,
+    /// Log lines as `text` (colour only when stderr is a terminal) or `json` (one object per
+    /// line: timestamp, level, target, fields; for log collectors).
+    #[arg(long, env = "NLPD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Logs go to stderr, filtered by `--log`, in `--log-format`.
+fn init_logging(filter: &str, format: LogFormat) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| "warn".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().with_ansi(false).init(),
+    }
 }
 
 #[derive(Subcommand)]
@@ -114,12 +137,7 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging(&cli.log, cli.log_format);
     let result = match cli.command {
         Command::Embed(a) => commands::embed::run(a, &cli.models_dir),
         Command::Classify(a) => commands::classify::run(a, &cli.models_dir),
