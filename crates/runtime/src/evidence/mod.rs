@@ -173,10 +173,16 @@ impl Corpus {
         }
     }
 
-    /// After one of this replica's writes: the fingerprint now includes it.
-    async fn note_own_write(&self) {
-        if let Ok(fp) = self.store.evidence_fingerprint().await {
-            *self.fingerprint.lock().unwrap_or_else(|p| p.into_inner()) = Some(fp);
+    /// After one of this replica's writes: the remembered fingerprint moves by exactly that
+    /// write (`documents` more, `created` more in the sum of creation times). It is never read
+    /// back from the store here: the store's value may already hold another replica's write,
+    /// which the index lacks, and taking it would hide that write from
+    /// [`Corpus::changed_elsewhere`] for good.
+    fn note_own_write(&self, documents: i64, created: i64) {
+        let mut fp = self.fingerprint.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((count, sum)) = fp.as_mut() {
+            *count += documents;
+            *sum = sum.wrapping_add(created);
         }
     }
 
@@ -267,11 +273,14 @@ impl Corpus {
         let _w = self.writes.lock().await;
         let replaced = self.store.put_evidence(doc, passages).await?;
         self.reindex_document(&doc.id, passages)?;
-        if !replaced {
-            *self.documents.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        match replaced {
+            Some(old) => self.note_own_write(0, doc.created_at.wrapping_sub(old)),
+            None => {
+                *self.documents.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+                self.note_own_write(1, doc.created_at);
+            }
         }
-        self.note_own_write().await;
-        Ok(replaced)
+        Ok(replaced.is_some())
     }
 
     /// Replaces a document's passages in the index (no await while the index is locked).
@@ -297,12 +306,12 @@ impl Corpus {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove_document(id);
-        if gone {
+        if let Some(created) = gone {
             let mut d = self.documents.lock().unwrap_or_else(|p| p.into_inner());
             *d = d.saturating_sub(1);
+            self.note_own_write(-1, created.wrapping_neg());
         }
-        self.note_own_write().await;
-        Ok(gone)
+        Ok(gone.is_some())
     }
 
     /// The `k` passages closest to `query` with a cosine of at least `min_score`, best first.
@@ -344,3 +353,6 @@ fn passage_ref(p: &EvidencePassage) -> PassageRef {
         end_char: p.end_char,
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -140,20 +140,23 @@ where
     })
 }
 
+/// Deletes one document, answering its `created_at` (the evidence fingerprint's part of it).
+const DELETE_DOCUMENT: &str = "DELETE FROM evidence_documents WHERE id = $1 RETURNING created_at";
+
 impl Db {
     /// Stores a document with its passages, replacing any document with the same id (and all its
-    /// passages), in one transaction. Returns whether a document was replaced.
+    /// passages), in one transaction. Returns the replaced document's `created_at`, if any.
     pub async fn put_evidence(
         &self,
         doc: &EvidenceDocument,
         passages: &[EvidencePassage],
-    ) -> Result<bool> {
+    ) -> Result<Option<i64>> {
         let backend = self.backend();
         let del_p = sql_for(
             backend,
             "DELETE FROM evidence_passages WHERE document_id = $1",
         );
-        let del_d = sql_for(backend, "DELETE FROM evidence_documents WHERE id = $1");
+        let del_d = sql_for(backend, DELETE_DOCUMENT);
         let ins_d = sql_for(
             backend,
             "INSERT INTO evidence_documents (id, source, text, created_at) VALUES ($1, $2, $3, $4)",
@@ -162,11 +165,10 @@ impl Db {
             let replaced = with_pool!(self, p => {
                 let mut tx = p.begin().await?;
                 sqlx::query(&del_p).bind(&doc.id).execute(&mut *tx).await?;
-                let gone = sqlx::query(&del_d)
+                let gone: Option<i64> = sqlx::query_scalar(&del_d)
                     .bind(&doc.id)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
+                    .fetch_optional(&mut *tx)
+                    .await?;
                 sqlx::query(&ins_d)
                     .bind(&doc.id)
                     .bind(doc.source.as_deref())
@@ -192,7 +194,7 @@ impl Db {
                     q.execute(&mut *tx).await?;
                 }
                 tx.commit().await?;
-                gone > 0
+                gone
             });
             Ok(replaced)
         })
@@ -235,25 +237,24 @@ impl Db {
         .await
     }
 
-    /// Deletes a document and its passages; false when there was none.
-    pub async fn delete_evidence(&self, id: &str) -> Result<bool> {
+    /// Deletes a document and its passages; its `created_at`, or `None` when there was none.
+    pub async fn delete_evidence(&self, id: &str) -> Result<Option<i64>> {
         let backend = self.backend();
         let del_p = sql_for(
             backend,
             "DELETE FROM evidence_passages WHERE document_id = $1",
         );
-        let del_d = sql_for(backend, "DELETE FROM evidence_documents WHERE id = $1");
+        let del_d = sql_for(backend, DELETE_DOCUMENT);
         self.timed(async {
             let gone = with_pool!(self, p => {
                 let mut tx = p.begin().await?;
                 sqlx::query(&del_p).bind(id).execute(&mut *tx).await?;
-                let n = sqlx::query(&del_d)
+                let gone: Option<i64> = sqlx::query_scalar(&del_d)
                     .bind(id)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
+                    .fetch_optional(&mut *tx)
+                    .await?;
                 tx.commit().await?;
-                n > 0
+                gone
             });
             Ok(gone)
         })

@@ -253,13 +253,13 @@ impl Store {
         self.db.top_inputs(per_model).await
     }
 
-    /// Stores an evidence document and its passages, replacing one with the same id; true when
-    /// one was replaced.
+    /// Stores an evidence document and its passages, replacing one with the same id; the
+    /// replaced document's `created_at` when there was one.
     pub async fn put_evidence(
         &self,
         doc: &EvidenceDocument,
         passages: &[EvidencePassage],
-    ) -> Result<bool> {
+    ) -> Result<Option<i64>> {
         self.db.ensure_migrated().await?;
         self.db.put_evidence(doc, passages).await
     }
@@ -273,8 +273,9 @@ impl Store {
         self.db.evidence_document(id).await
     }
 
-    /// Deletes an evidence document and its passages; false when there was none.
-    pub async fn delete_evidence(&self, id: &str) -> Result<bool> {
+    /// Deletes an evidence document and its passages; its `created_at`, or `None` when there
+    /// was none.
+    pub async fn delete_evidence(&self, id: &str) -> Result<Option<i64>> {
         self.db.ensure_migrated().await?;
         self.db.delete_evidence(id).await
     }
