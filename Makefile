@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PACK ?= default
 export NLPD_MODELS_DIR ?= $(CURDIR)/models
 
-.PHONY: models models-full datasets build release serve test test-venv lint fmt golden
+.PHONY: models models-full datasets build release serve test test-venv deploy-deps lint fmt golden
 
 ## Fetch the model pack (default: MiniLM, Rampart, SmolLM2; PACK=full adds Qwen2.5-Coder).
 models:
@@ -32,8 +32,12 @@ serve: models release
 test-venv:
 	scripts/test-venv.sh
 
+## Debian tools of the deployment tests: podman, runc, debootstrap, haproxy, promtool (apt-get; skips what is present).
+deploy-deps:
+	scripts/deploy-deps.sh
+
 ## The whole test suite (CI runs exactly this): fetch the pack if missing, lint, run every test.
-test: models datasets test-venv lint
+test: models datasets test-venv deploy-deps lint
 	@if cargo nextest --version >/dev/null 2>&1; then \
 		cargo nextest run --workspace --no-fail-fast; \
 	else \
