@@ -202,13 +202,15 @@ async fn record(State(st): State<AppState>, req: Request, next: Next) -> Respons
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".into());
+    let http1 = req.version() < axum::http::Version::HTTP_2;
     let start = Instant::now();
     let mut resp = {
         let _in_flight = st.drain.enter();
         next.run(req).await
     };
-    if st.drain.is_draining() {
+    if http1 && st.drain.is_draining() {
         // Keep-alive clients (and a load balancer's pooled connections) move to another replica.
+        // HTTP/2 has no such header: its connections end with the GOAWAY of the shutdown.
         resp.headers_mut().insert(
             header::CONNECTION,
             header::HeaderValue::from_static("close"),
