@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Create or update <repo>/.venv-test: the official `openai` Python client, pinned in
-# tests/python/requirements.txt, used by crates/cli/tests/openai_client.rs.
+# Create or update <repo>/.venv-test: the Python packages the test suite drives nlpd with or checks
+# its files with (the official `openai` client, kubernetes-validate, ...), pinned in
+# tests/python/requirements.txt (its header says which test uses which).
 #
 # Idempotent: the venv holds a stamp with the sha256 of the requirements file; when it matches,
 # the script does nothing (well under a second). The venv never sees the system site-packages.
