@@ -21,10 +21,11 @@
 
 mod common;
 
-use std::io::{self, BufReader, Read, Write};
+use common::{missing, read_all, wait_timeout, KillOnDrop};
+use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -48,14 +49,6 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(STOP_GRACE_S + 30);
 const PODMAN_TIMEOUT: Duration = Duration::from_secs(120);
 const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Under CI a missing prerequisite is a failure; locally the test is skipped, loudly.
-fn missing(what: &str, fix: &str) {
-    if common::under_ci() {
-        panic!("{what} missing under CI: run `{fix}`");
-    }
-    eprintln!("\n!!! SKIPPING deploy_container: {what} missing; run `{fix}` !!!\n");
-}
-
 fn have_tool(name: &str) -> bool {
     let in_path = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
@@ -64,39 +57,6 @@ fn have_tool(name: &str) -> bool {
         || ["/usr/sbin", "/sbin"]
             .iter()
             .any(|d| Path::new(d).join(name).is_file())
-}
-
-/// Kills (and reaps) the child when dropped unless it has already exited.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
-fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return Some(status);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn read_all(r: impl Read + Send + 'static) -> thread::JoinHandle<String> {
-    thread::spawn(move || {
-        let mut s = String::new();
-        let _ = BufReader::new(r).read_to_string(&mut s);
-        s
-    })
 }
 
 /// Runs a command to completion within `timeout` (killed after it); its output.
@@ -263,13 +223,14 @@ fn container_image_serves_as_non_root_and_drains_on_stop() {
     let repo = common::repo();
     for tool in ["podman", "runc"] {
         if !have_tool(tool) {
-            missing(tool, "scripts/deploy-deps.sh");
+            missing("deploy_container", tool, "scripts/deploy-deps.sh");
             return;
         }
     }
     if !podman(&["image", "exists", BASE_IMAGE]).status.success() {
         if !have_tool("debootstrap") {
             missing(
+                "deploy_container",
                 &format!("debootstrap (to make the {BASE_IMAGE} base image)"),
                 "scripts/deploy-deps.sh",
             );
@@ -278,7 +239,7 @@ fn container_image_serves_as_non_root_and_drains_on_stop() {
         // debootstrap needs root.
         let uid = run_bounded(Command::new("id").arg("-u"), Duration::from_secs(10));
         if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
-            missing(
+            missing("deploy_container", 
                 &format!("{BASE_IMAGE} image (making it with debootstrap needs root)"),
                 &format!("sudo scripts/container-image.sh --base-only, or podman pull docker.io/library/{BASE_IMAGE}"),
             );

@@ -7,68 +7,13 @@
 //! `nlpd serve` flag). The checks live in tests/deploy/check_manifests.py and run in the test venv
 //! (scripts/test-venv.sh: kubernetes-validate, check-jsonschema, cloudcoil.models.keda, kubectl).
 
-use std::io::{BufReader, Read};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+mod common;
+
+use common::{missing, models, read_all, repo, under_ci, wait_timeout, KillOnDrop};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(300);
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn models() -> PathBuf {
-    std::env::var_os("NLPD_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("models"))
-}
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
-/// Under CI a missing prerequisite is a failure; locally the test is skipped, loudly.
-fn missing(what: &str, fix: &str) {
-    if in_ci() {
-        panic!("{what} missing under CI: run `{fix}`");
-    }
-    eprintln!("\n!!! SKIPPING deploy_manifests: {what} missing; run `{fix}` !!!\n");
-}
-
-/// Kills (and reaps) the child when dropped unless it has already exited.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
-fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return Some(status);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn read_all(r: impl Read + Send + 'static) -> thread::JoinHandle<String> {
-    thread::spawn(move || {
-        let mut s = String::new();
-        let _ = BufReader::new(r).read_to_string(&mut s);
-        s
-    })
-}
 
 #[test]
 fn kubernetes_manifests_and_compose_validate() {
@@ -76,6 +21,7 @@ fn kubernetes_manifests_and_compose_validate() {
     let python = repo.join(".venv-test/bin/python");
     if !python.is_file() {
         missing(
+            "deploy_manifests",
             &format!("{} (the test venv)", python.display()),
             "scripts/test-venv.sh",
         );
@@ -92,6 +38,7 @@ fn kubernetes_manifests_and_compose_validate() {
         .expect("run .venv-test/bin/python");
     if !imports.status.success() {
         missing(
+            "deploy_manifests",
             &format!(
                 "kubernetes-validate / check-jsonschema / cloudcoil.models.keda in {} ({})",
                 python.display(),
@@ -112,7 +59,7 @@ fn kubernetes_manifests_and_compose_validate() {
         .arg(&repo)
         .arg("--models-dir")
         .arg(models());
-    if in_ci() {
+    if under_ci() {
         // Missing kubectl, haproxy or promtool fail instead of being skipped.
         cmd.arg("--ci");
     }

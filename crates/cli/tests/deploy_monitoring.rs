@@ -16,16 +16,17 @@
 
 mod common;
 
+use common::{missing, wait_timeout, KillOnDrop};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{repo, under_ci, Tmp};
+use common::{repo, Tmp};
 use serde_json::Value;
 
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(180);
@@ -81,40 +82,8 @@ fn read(rel: &str) -> String {
     std::fs::read_to_string(path(rel)).unwrap_or_else(|e| panic!("read {rel}: {e}"))
 }
 
-/// Under CI a missing prerequisite is a failure; locally the test is skipped, loudly.
-fn missing(what: &str, fix: &str) {
-    assert!(!under_ci(), "{what} missing under CI: run `{fix}`");
-    eprintln!("\n!!! SKIPPING deploy_monitoring: {what} missing; run `{fix}` !!!\n");
-}
-
 // ---------------------------------------------------------------------------------------------
 // Processes
-
-/// Kills (and reaps) the child when dropped unless it has already exited: no stray servers when
-/// an assertion fails.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
-fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return Some(status);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
-}
 
 fn read_all(r: impl Read + Send + 'static) -> thread::JoinHandle<Vec<u8>> {
     thread::spawn(move || {
@@ -136,6 +105,7 @@ fn promtool() -> Option<PathBuf> {
         .find(|p| p.is_file());
     if found.is_none() {
         missing(
+            "deploy_monitoring",
             "promtool (Debian package prometheus)",
             "scripts/deploy-deps.sh",
         );
@@ -900,7 +870,11 @@ fn every_metric_the_rules_and_dashboard_read_is_exported() {
     let redis = redis_reachable();
     if !redis {
         // The L2 series need a configured Redis; without one the rest is still checked.
-        missing(&format!("Redis on {REDIS}"), "apt-get install redis-server");
+        missing(
+            "deploy_monitoring",
+            &format!("Redis on {REDIS}"),
+            "apt-get install redis-server",
+        );
     }
     let n = needed();
     assert!(

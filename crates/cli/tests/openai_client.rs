@@ -4,12 +4,14 @@
 //! client is pinned in tests/python/requirements.txt and installed by scripts/test-venv.sh.
 //! The server is stopped with SIGTERM at the end and must shut down cleanly (exit 0).
 
-use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+mod common;
+
+use common::{missing, models, read_all, repo, wait_timeout, KillOnDrop};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(60);
 const CHECK_TIMEOUT: Duration = Duration::from_secs(600);
@@ -17,62 +19,6 @@ const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Models the checks need: the default embedding model and the default generator.
 const NEEDED_MODELS: &[&str] = &["all-MiniLM-L6-v2", "smollm2-135m-instruct"];
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn models() -> PathBuf {
-    std::env::var_os("NLPD_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("models"))
-}
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
-/// Under CI a missing prerequisite is a failure; locally the test is skipped, loudly.
-fn missing(what: &str, fix: &str) {
-    if in_ci() {
-        panic!("{what} missing under CI: run `{fix}`");
-    }
-    eprintln!("\n!!! SKIPPING openai_client: {what} missing; run `{fix}` !!!\n");
-}
-
-/// Kills (and reaps) the child when dropped unless it has already exited: no stray servers or
-/// Python processes when an assertion fails.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
-fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return Some(status);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn read_all(r: impl Read + Send + 'static) -> thread::JoinHandle<String> {
-    thread::spawn(move || {
-        let mut s = String::new();
-        let _ = BufReader::new(r).read_to_string(&mut s);
-        s
-    })
-}
 
 /// Where the server keeps its default prediction store during this test.
 fn data_dir() -> std::path::PathBuf {
@@ -129,6 +75,7 @@ fn official_openai_python_client_works_against_nlpd_serve() {
     let python = repo.join(".venv-test/bin/python");
     if !python.is_file() {
         missing(
+            "openai_client",
             &format!("{} (the openai client venv)", python.display()),
             "scripts/test-venv.sh",
         );
@@ -137,7 +84,11 @@ fn official_openai_python_client_works_against_nlpd_serve() {
     for m in NEEDED_MODELS {
         let dir = models().join(m);
         if !dir.join(".nlpd-pack.json").is_file() {
-            missing(&format!("model {}", dir.display()), "make models");
+            missing(
+                "openai_client",
+                &format!("model {}", dir.display()),
+                "make models",
+            );
             return;
         }
     }

@@ -2,24 +2,16 @@
 //! the first SIGTERM drains (503 on /health/ready while still serving for --shutdown-delay) and
 //! exits 0; a second signal exits at once with status 1.
 
+mod common;
+
+use common::{wait_timeout, KillOnDrop};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
-
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
 
 fn tiny_model() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/golden/tiny/bert-base")
@@ -89,17 +81,6 @@ fn signal(child: &Child, sig: &str) {
     assert!(ok.success(), "kill -{sig} failed");
 }
 
-fn wait_exit(child: &mut Child, within: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if let Some(s) = child.try_wait().expect("try_wait") {
-            return Some(s);
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    None
-}
-
 /// Polls /health/ready until it answers 503 (bounded).
 fn wait_draining(addr: &str) -> String {
     for _ in 0..100 {
@@ -123,7 +104,7 @@ fn sigterm_drains_for_the_delay_then_exits_zero() {
     let (status, body) = http(&addr, "POST", "/v1/embed", r#"{"inputs":"still here"}"#);
     assert_eq!(status, 200, "served during the drain delay: {body}");
     let status =
-        wait_exit(&mut server.0, Duration::from_secs(30)).expect("exit within 30 s of SIGTERM");
+        wait_timeout(&mut server.0, Duration::from_secs(30)).expect("exit within 30 s of SIGTERM");
     let took = sent.elapsed();
     let err = err.join().unwrap();
     assert!(status.success(), "exit status {status}; stderr:\n{err}");
@@ -162,7 +143,7 @@ fn a_second_signal_stops_at_once() {
     wait_draining(&addr);
     let sent = Instant::now();
     signal(&server.0, "INT");
-    let status = wait_exit(&mut server.0, Duration::from_secs(10))
+    let status = wait_timeout(&mut server.0, Duration::from_secs(10))
         .expect("a second signal stops the server within 10 s, not after the 60 s delay");
     let err = err.join().unwrap();
     assert!(sent.elapsed() < Duration::from_secs(10));

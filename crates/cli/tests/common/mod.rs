@@ -134,3 +134,50 @@ pub fn assert_help(subcommand: &str, needles: &[&str]) {
         assert!(help.contains(s), "--help lacks {s}:\n{help}");
     }
 }
+
+/// Under CI a missing prerequisite (a tool, a venv, a model) is a failure naming the fix;
+/// elsewhere the test is skipped, loudly.
+pub fn missing(test: &str, what: &str, fix: &str) {
+    assert!(!under_ci(), "{what} missing under CI: run `{fix}`");
+    eprintln!("\n!!! SKIPPING {test}: {what} missing; run `{fix}` !!!\n");
+}
+
+/// Kills (and reaps) the child when dropped unless it has already exited: no stray servers or
+/// helper processes when an assertion fails.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// The child's exit status, or `None` when it is still running after `timeout`.
+pub fn wait_timeout(
+    child: &mut std::process::Child,
+    timeout: std::time::Duration,
+) -> Option<std::process::ExitStatus> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return Some(status);
+        }
+        if std::time::Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Reads a pipe to its end on a thread (so the child never blocks on a full pipe).
+pub fn read_all(r: impl std::io::Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut s = String::new();
+        let _ = std::io::BufReader::new(r).read_to_string(&mut s);
+        s
+    })
+}
