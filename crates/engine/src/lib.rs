@@ -12,6 +12,7 @@ pub mod model;
 pub mod modeldir;
 pub mod pooled;
 pub mod profile;
+pub mod prompts;
 pub mod tokenize;
 pub mod train;
 

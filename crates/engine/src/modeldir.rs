@@ -51,6 +51,8 @@ pub struct EncoderDir {
     pub normalized: bool,
     /// Token limit: `sentence_bert_config.json` wins, else the tokenizer's and the positions'.
     pub max_len: usize,
+    /// Prompts from `config_sentence_transformers.json` (none when absent).
+    pub prompts: crate::prompts::Prompts,
     /// A head directory written by `nlpd train`: the head's config and weights, and the encoder
     /// directory it sits on (`config`, `weights`, `tokenizer` above are that encoder's, with the
     /// head's labels and pooling).
@@ -132,6 +134,7 @@ impl EncoderDir {
             pooling,
             normalized,
             max_len,
+            prompts: crate::prompts::Prompts::read(root)?,
             head: None,
         })
     }

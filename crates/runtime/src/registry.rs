@@ -41,6 +41,9 @@ pub struct ModelSpec {
     /// The weights file (its metadata makes the model's cache revision): a trained head's own
     /// weights for a head directory.
     pub weights: PathBuf,
+    /// Embedding prompts (`config_sentence_transformers.json`), with the default one, which
+    /// `nlpd serve --default-prompt` can set.
+    pub prompts: nlpd_engine::prompts::Prompts,
 }
 
 impl ModelSpec {
@@ -90,6 +93,7 @@ impl ModelSpec {
                 },
                 bytes: dir.weight_bytes(),
                 weights: dir.revision_file().to_path_buf(),
+                prompts: dir.prompts.clone(),
             });
         }
         let gguf = find_gguf(path).map_err(|e| e.to_string())?;
@@ -108,6 +112,7 @@ impl ModelSpec {
             architecture: "gguf".to_string(),
             bytes: size(&gguf),
             weights: gguf,
+            prompts: Default::default(),
         })
     }
 }

@@ -2,7 +2,7 @@
 //! tracing) and serving with graceful shutdown.
 
 use crate::error::ApiError;
-use crate::routes::{analyze, encode, evidence, generate, ops, tei, verify};
+use crate::routes::{analyze, cohere, encode, evidence, generate, hf, ops, tei, verify};
 use crate::state::{AppState, Served, ServerConfig};
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{header, HeaderName};
@@ -91,6 +91,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/nli", post(encode::nli))
         .route("/v1/analyze", post(analyze::analyze))
         .route("/v1/rerank", post(encode::rerank))
+        .route("/v2/embed", post(cohere::embed_v2))
+        .route("/v2/rerank", post(cohere::rerank_v2))
         .route("/v1/tokenize", post(encode::tokenize))
         .route("/v1/chat/completions", post(generate::chat_completions))
         .route("/v1/completions", post(generate::completions))
@@ -116,6 +118,10 @@ pub fn router(state: AppState) -> Router {
         .route("/predict", post(tei::predict))
         .route("/tokenize", post(tei::tokenize))
         .route("/info", get(tei::info))
+        .route("/similarity", post(tei::similarity))
+        .route("/decode", post(tei::decode))
+        .route("/", post(hf::root))
+        .route("/models/{name}", post(hf::model))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     let open = Router::new()
         .route("/health", get(ops::ready))

@@ -3,6 +3,8 @@
 
 pub mod app;
 pub mod drain;
+pub mod embed_input;
+pub mod embedding_types;
 pub mod error;
 pub mod json;
 pub mod nli;

@@ -4,6 +4,8 @@
 
 use serde_json::{json, Map, Value};
 
+mod cohere;
+mod hf;
 mod verify;
 
 /// The whole document.
@@ -19,8 +21,8 @@ pub fn spec() -> Value {
                     "type": "http",
                     "scheme": "bearer",
                     "description": "Enforced only when the server runs with `--api-key` / `--api-key-file` \
-                        (NLPD_API_KEYS): then every `/v1/*` route and the TEI routes need \
-                        `Authorization: Bearer <key>`. `/health*`, `/metrics` and `/openapi.json` stay open."
+                        (NLPD_API_KEYS): then every `/v1/*` route, the TEI routes and the Hugging Face \
+                        routes (`POST /`, `POST /models/{name}`) need `Authorization: Bearer <key>`. `/health*`, `/metrics` and `/openapi.json` stay open."
                 }
             },
             "headers": {
@@ -56,7 +58,9 @@ fn info() -> Value {
         "description": "Every task route takes one input or a list (the server batches across requests). \
             Errors share one body, `{\"error\": {\"message\", \"type\", \"param\"}}`. \
             OpenAI-compatible routes: `/v1/embeddings`, `/v1/chat/completions`, `/v1/completions`, `/v1/models`. \
-            text-embeddings-inference (TEI) compatible routes: `/embed`, `/rerank`, `/predict`, `/tokenize`, `/info`. \
+            text-embeddings-inference (TEI) compatible routes: `/embed`, `/rerank`, `/predict`, `/similarity`, `/tokenize`, \
+            `/decode`, `/info`. Hugging Face Inference API (huggingface_hub's InferenceClient): `POST /` and `POST /models/{name}`. \
+            Cohere-compatible routes: `/v2/embed`, `/v2/rerank`, and the Cohere form of `/v1/rerank`. \
             See docs/API.md for the prose reference.",
         "license": {"name": "see the repository"}
     })
@@ -68,6 +72,8 @@ fn tags() -> Value {
         {"name": "generate", "description": "Text generation (OpenAI shapes and code explanation); `stream: true` answers with server-sent events."},
         {"name": "openai", "description": "OpenAI-compatible routes."},
         {"name": "tei", "description": "text-embeddings-inference compatible routes (always the task's default model)."},
+        {"name": "cohere", "description": "Cohere-compatible routes (the `cohere` SDK's `ClientV2`)."},
+        {"name": "hf", "description": "Hugging Face Inference API compatible routes (what huggingface_hub's InferenceClient posts)."},
         {"name": "models", "description": "Model registry."},
         {"name": "verify", "description": "Claim verification: the evidence corpus and verdicts."},
         {"name": "ops", "description": "Health, metrics, statistics, this document."}
@@ -216,10 +222,20 @@ fn paths() -> Value {
         model_paths(),
         verify::paths(),
         tei_paths(),
+        hf::paths(),
+        cohere::paths(),
         ops_paths(),
     ] {
         if let Value::Object(g) = group {
-            m.extend(g);
+            // One path can have operations from two groups (`GET /` and `POST /`).
+            for (path, item) in g {
+                match (m.get_mut(&path), item) {
+                    (Some(Value::Object(have)), Value::Object(more)) => have.extend(more),
+                    (_, item) => {
+                        m.insert(path, item);
+                    }
+                }
+            }
         }
     }
     Value::Object(m)
@@ -253,8 +269,14 @@ fn encoder_paths() -> Value {
             Some(json_body(sref("NliRequest"))), responses(json_ok("A label and per-label probabilities per pair.", sref("NliResponse")), Errs::Encoder), true)),
         "/v1/rerank": post(op("encode", "rerank", "Rerank documents for a query",
             "With a cross-encoder configured for `rerank` (or a `model` whose task is `rerank`/`classify`): its raw relevance \
-             logit. Otherwise the cosine similarity of the embedding model's normalized vectors. Results are sorted by score.",
-            Some(json_body(sref("RerankRequest"))), responses(json_ok("Documents by descending score.", sref("RerankResponse")), Errs::Encoder), true)),
+             logit. Otherwise the cosine similarity of the embedding model's normalized vectors. Results are sorted by score; \
+             `relevance_score` is the score mapped to [0, 1] (sigmoid of the logit, or (1 + cosine) / 2). \
+             The Cohere form (as Cohere's v1 SDK, Jina and vLLM send it) is answered in Cohere's shape (`CohereRerankResponse`, \
+             like `/v2/rerank` with `api_version` 1) when the body has a field only that form has (`rank_fields`, \
+             `max_chunks_per_doc`, `max_tokens_per_doc`, `relevant_spans`, `priority`), a document that is an object, a \
+             `model` this server does not have (the default models then serve), or the header `X-Fern-SDK-Name: cohere`.",
+            Some(json_body(json!({"anyOf": [sref("RerankRequest"), sref("CohereRerankRequest")]}))),
+            responses(json_ok("Documents by descending score.", json!({"anyOf": [sref("RerankResponse"), sref("CohereRerankResponse")]})), Errs::Encoder), true)),
         "/v1/analyze": post(op("encode", "analyze", "Sentiment, entities and an embedding in one call",
             "Runs the default `classify` model (as sentiment), the default `entities` model and the default `embed` model \
              concurrently on every input. `tasks` picks some of them (404 naming `tasks` when one has no model); by default \
@@ -427,6 +449,8 @@ fn schemas() -> Value {
         verify::schemas(),
         stats_schemas(),
         tei_schemas(),
+        hf::schemas(),
+        cohere::schemas(),
     ] {
         if let Value::Object(g) = group {
             m.extend(g);
@@ -442,6 +466,16 @@ fn model_field(task: &str) -> Value {
 fn truncate_field() -> Value {
     json!({"type": "boolean", "default": true,
         "description": "Cut inputs longer than the model's limit (or `--max-input-tokens`). `false`: refuse them with 422 naming `inputs[i]`."})
+}
+
+fn prompt_name_field() -> Value {
+    json!({"type": "string", "description": "One of the model's prompts (`prompts` in its config_sentence_transformers.json, e.g. \
+        `query`), put before each input; its tokens count toward the limit. Default: the model's default prompt \
+        (`default_prompt_name`, or `--default-prompt`). Unknown name: 422; with `prompt`: 400."})
+}
+
+fn prompt_field() -> Value {
+    json!({"type": "string", "description": "A prompt's text (e.g. `query: `), put before each input; `\"\"` turns the model's default prompt off."})
 }
 
 fn timeout_field() -> Value {
@@ -528,7 +562,11 @@ fn encoder_schemas() -> Value {
                 "inputs": sref("Texts"),
                 "normalize": {"type": "boolean", "default": true, "description": "L2-normalize each vector."},
                 "truncate": truncate_field(),
+                "truncation_direction": {"type": "string", "enum": ["right", "left", "Right", "Left"], "default": "right",
+                    "description": "Which end of an over-long input is cut: `right` keeps the start, `left` keeps the end (the cut falls on a word start)."},
                 "dimensions": {"type": "integer", "minimum": 1, "description": "Keep the first N values (Matryoshka), re-normalized when normalizing; 1..=hidden size."},
+                "prompt_name": prompt_name_field(),
+                "prompt": prompt_field(),
                 "timeout_ms": timeout_field(),
                 "cache": cache_field(),
             }
@@ -570,6 +608,8 @@ fn encoder_schemas() -> Value {
                     "description": "`base64`: each vector as base64 of its little-endian f32 bytes."},
                 "dimensions": {"type": "integer", "minimum": 1},
                 "user": {"type": "string", "description": "Accepted and ignored."},
+                "prompt_name": prompt_name_field(),
+                "prompt": prompt_field(),
                 "cache": cache_field(),
             }
         },
@@ -658,8 +698,10 @@ fn encoder_schemas() -> Value {
             }
         },
         "RerankResult": {
-            "type": "object", "required": ["index", "score"],
-            "properties": {"index": uint(), "score": float(), "document": {"type": "string"}}
+            "type": "object", "required": ["index", "score", "relevance_score"],
+            "properties": {"index": uint(), "score": float(),
+                "relevance_score": {"type": "number", "minimum": 0, "maximum": 1, "description": "`score` mapped to [0, 1]: sigmoid of a cross-encoder's logit, (1 + cosine) / 2 for the embedding model."},
+                "document": {"type": "string"}}
         },
         "RerankResponse": {
             "type": "object", "required": ["results"],
@@ -959,6 +1001,9 @@ fn tei_schemas() -> Value {
                 "inputs": sref("Texts"),
                 "normalize": {"type": "boolean", "default": true},
                 "truncate": {"type": "boolean", "default": true, "description": "Unlike TEI, defaults to true. `false`: 422 for too-long inputs."},
+                "truncation_direction": {"type": "string", "enum": ["right", "left", "Right", "Left"], "default": "right",
+                    "description": "`left` keeps the end of an over-long input."},
+                "prompt_name": {"type": "string", "description": "One of the model's prompts, put before each input (else its default prompt); a name it lacks is a 422."},
                 "dimensions": {"type": "integer", "minimum": 1},
             }
         },
@@ -1053,6 +1098,12 @@ mod tests {
         ("get", "/v1/evidence/{id}"),
         ("delete", "/v1/evidence/{id}"),
         ("post", "/v1/verify"),
+        ("post", "/"),
+        ("post", "/models/{name}"),
+        ("post", "/similarity"),
+        ("post", "/decode"),
+        ("post", "/v2/embed"),
+        ("post", "/v2/rerank"),
     ];
 
     #[test]
@@ -1104,7 +1155,7 @@ mod tests {
             let open = path.starts_with("/health")
                 || *path == "/metrics"
                 || *path == "/openapi.json"
-                || *path == "/";
+                || (*path == "/" && *method == "get");
             assert_eq!(
                 sec.as_array().unwrap().is_empty(),
                 open,

@@ -22,6 +22,13 @@ pub struct Args {
     /// Refuse inputs longer than the model's limit instead of truncating them.
     #[arg(long, env = "NLPD_STRICT")]
     strict: bool,
+    /// Put this prompt of the model (config_sentence_transformers.json `prompts`, e.g. `query`)
+    /// before every text; default: the model's `default_prompt_name`, if any.
+    #[arg(long, env = "NLPD_PROMPT_NAME", conflicts_with = "prompt")]
+    prompt_name: Option<String>,
+    /// Put this text before every text (e.g. `"query: "`); `""` turns the model's default off.
+    #[arg(long, env = "NLPD_PROMPT")]
+    prompt: Option<String>,
     #[command(flatten)]
     engine: EngineArgs,
 }
@@ -31,6 +38,12 @@ pub fn run(args: Args, models_dir: &Path) -> Result<usize> {
         &model_path(args.model.as_deref(), "embed", models_dir)?,
         &args.engine,
     )?;
+    let prompt = model
+        .dir()
+        .prompts
+        .choose(args.prompt_name.as_deref(), args.prompt.as_deref())
+        .map_err(|e| anyhow::anyhow!("--prompt-name: {e}"))?
+        .unwrap_or_default();
     let opts = EmbedOptions {
         normalize: args.normalize.then_some(true),
         dimensions: args.dimensions,
@@ -40,7 +53,7 @@ pub fn run(args: Args, models_dir: &Path) -> Result<usize> {
         records(args.input.as_deref())?,
         &progress(args.input.as_deref()),
         CHUNK_LINES,
-        |m| text_field(m, "text").map(str::to_string),
+        |m| text_field(m, "text").map(|t| format!("{prompt}{t}")),
         |texts| {
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
             model.embed(&refs, &opts).map_err(|e| e.to_string())

@@ -35,6 +35,15 @@ pub struct Args {
         value_delimiter = ','
     )]
     pub default_models: Vec<String>,
+    /// The prompt an embedding model puts before every input when a request names none,
+    /// MODEL=PROMPT_NAME (repeatable or comma-separated): one of the prompts in the model's
+    /// config_sentence_transformers.json (it overrides the file's `default_prompt_name`).
+    #[arg(
+        long = "default-prompt",
+        env = "NLPD_DEFAULT_PROMPTS",
+        value_delimiter = ','
+    )]
+    pub default_prompts: Vec<String>,
     #[command(flatten)]
     pub engine: super::EngineArgs,
     /// Load and warm up every model at start (otherwise each loads on first use).
@@ -264,6 +273,7 @@ pub fn apply_config_file() -> Result<()> {
         let var = match key.as_str() {
             "model" | "models" => "NLPD_MODELS".to_string(),
             "default-model" | "default-models" => "NLPD_DEFAULT_MODELS".to_string(),
+            "default-prompt" | "default-prompts" => "NLPD_DEFAULT_PROMPTS".to_string(),
             "api-key" | "api-keys" => "NLPD_API_KEYS".to_string(),
             k => format!("NLPD_{}", k.replace('-', "_").to_ascii_uppercase()),
         };
@@ -329,13 +339,32 @@ fn model_specs(args: &Args, models_dir: &Path) -> Result<Vec<ModelSpec>> {
     Ok(specs)
 }
 
+/// `--default-prompt MODEL=PROMPT_NAME`: the prompt must be one of the model's.
+fn set_default_prompts(specs: &mut [ModelSpec], flags: &[String]) -> Result<()> {
+    for d in flags {
+        let (model, prompt) = d
+            .split_once('=')
+            .with_context(|| format!("--default-prompt `{d}`: expected MODEL=PROMPT_NAME"))?;
+        let spec = specs
+            .iter_mut()
+            .find(|s| s.name == model)
+            .with_context(|| format!("--default-prompt {d}: no model is named `{model}`"))?;
+        spec.prompts
+            .set_default(prompt)
+            .map_err(|e| anyhow::anyhow!("--default-prompt {d}: {e}"))?;
+        eprintln!("nlpd: model {model}: default prompt `{prompt}`");
+    }
+    Ok(())
+}
+
 pub fn run(args: Args, models_dir: &Path) -> Result<usize> {
     let cache = cache_config(&args)?;
     let store = store_config(&args)?;
     if store.as_ref().is_some_and(|s| s.warm_cache > 0) && cache.is_none() {
         bail!("--warm-cache fills the result cache, which is off (--cache-l1-bytes 0 and no --redis-url)");
     }
-    let specs = model_specs(&args, models_dir)?;
+    let mut specs = model_specs(&args, models_dir)?;
+    set_default_prompts(&mut specs, &args.default_prompts)?;
     let mut defaults = BTreeMap::new();
     for d in &args.default_models {
         let (task, name) = d

@@ -2,14 +2,15 @@
 //! tokenization, combined analysis.
 
 use super::respond;
+use crate::embed_input::{prepare, prompt_for, Side};
 use crate::error::ApiError;
 use crate::json::ApiJson;
 use crate::pipeline::{postprocess, run_encoder, run_encoder_as, tokenize_texts, Input, RunOpts};
 use crate::state::{AppState, Served};
 use crate::types::{check_count, ClassifyInputs, LabelScore, Texts, Usage};
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::response::Response;
-use base64::Engine as _;
 use nlpd_engine::{entities_of, Aggregation, EncoderOp, EntityOutput, OpOutput, TokenPredictions};
 use nlpd_runtime::evidence::report::NliOut;
 use serde::{Deserialize, Serialize};
@@ -28,11 +29,32 @@ pub struct EmbedRequest {
     normalize: bool,
     #[serde(default = "crate::types::default_true")]
     truncate: bool,
+    /// Which end of an over-long input is cut: `right` (the default) or `left` (keep the end).
+    truncation_direction: Option<String>,
     dimensions: Option<usize>,
+    /// One of the model's prompts (`config_sentence_transformers.json`), put before each input.
+    prompt_name: Option<String>,
+    /// A prompt's text, put before each input (`""`: none, not even the model's default).
+    prompt: Option<String>,
     timeout_ms: Option<u64>,
     /// `false`: neither read nor fill the result cache.
     #[serde(default = "crate::types::default_true")]
     cache: bool,
+}
+
+/// `truncation_direction` (TEI's name and values): `right` keeps the start, `left` the end.
+fn truncation_side(direction: Option<&str>) -> Result<Side, ApiError> {
+    match direction.map(str::to_ascii_lowercase).as_deref() {
+        None | Some("right") => Ok(Side::End),
+        Some("left") => Ok(Side::Start),
+        Some(_) => Err(ApiError::bad(
+            "truncation_direction",
+            format!(
+                "truncation_direction must be `right` or `left`, not `{}`",
+                direction.unwrap_or_default()
+            ),
+        )),
+    }
 }
 
 pub async fn embed(
@@ -41,13 +63,22 @@ pub async fn embed(
 ) -> Result<Response, ApiError> {
     let texts = req.inputs.into_vec();
     check_count(texts.len(), "inputs", st.config.max_inputs_per_request)?;
+    let side = truncation_side(req.truncation_direction.as_deref())?;
+    let name = st.registry.resolve(req.model.as_deref(), "embed")?;
+    let prompt = prompt_for(
+        &st,
+        &name,
+        req.prompt_name.as_deref(),
+        req.prompt.as_deref(),
+    )?;
+    let texts = prepare(&st, &name, texts, prompt.as_deref(), side, "inputs").await?;
     let op = EncoderOp::Embed {
         normalize: req.normalize,
         dimensions: req.dimensions,
     };
     let run = run_encoder(
         &st,
-        req.model.as_deref(),
+        Some(&name),
         "embed",
         singles(texts),
         op,
@@ -107,6 +138,10 @@ pub struct OpenAiEmbeddingsRequest {
     dimensions: Option<usize>,
     #[allow(dead_code)]
     user: Option<String>,
+    /// nlpd: one of the model's prompts, put before each input.
+    prompt_name: Option<String>,
+    /// nlpd: a prompt's text, put before each input (`""`: none).
+    prompt: Option<String>,
     /// `false`: neither read nor fill the result cache.
     #[serde(default = "crate::types::default_true")]
     cache: bool,
@@ -139,13 +174,23 @@ pub async fn openai_embeddings(
     };
     // OpenAI clients send their own model names: one this server does not have means the default.
     let model = req.model.filter(|m| st.registry.spec(m).is_some());
+    let name = st.registry.resolve(model.as_deref(), "embed")?;
+    let prompt = prompt_for(
+        &st,
+        &name,
+        req.prompt_name.as_deref(),
+        req.prompt.as_deref(),
+    )?;
+    let texts = prepare(&st, &name, texts, prompt.as_deref(), Side::End, "input")
+        .await
+        .map_err(|e| crate::embed_input::rename_inputs(e, "input"))?;
     let op = EncoderOp::Embed {
         normalize: true,
         dimensions: req.dimensions,
     };
     let run = run_encoder(
         &st,
-        model.as_deref(),
+        Some(&name),
         "embed",
         singles(texts),
         op,
@@ -160,8 +205,7 @@ pub async fn openai_embeddings(
             .enumerate()
             .map(|(i, v)| {
                 let embedding = if base64 {
-                    let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-                    EmbeddingValue::Base64(base64::engine::general_purpose::STANDARD.encode(bytes))
+                    EmbeddingValue::Base64(crate::embedding_types::base64_f32(&v))
                 } else {
                     EmbeddingValue::Float(v)
                 };
@@ -205,7 +249,7 @@ pub struct ClassifyRequest {
 }
 
 /// Label/score lists sorted by score, highest first.
-fn ranked(labels: &[String], scores: &[f32], top_k: Option<usize>) -> Vec<LabelScore> {
+pub(crate) fn ranked(labels: &[String], scores: &[f32], top_k: Option<usize>) -> Vec<LabelScore> {
     let mut v: Vec<LabelScore> = labels
         .iter()
         .zip(scores)
@@ -285,25 +329,46 @@ pub async fn entities(
 ) -> Result<Response, ApiError> {
     let texts = req.inputs.into_vec();
     check_count(texts.len(), "inputs", st.config.max_inputs_per_request)?;
-    let run = run_encoder(
-        &st,
-        req.model.as_deref(),
-        "entities",
-        singles(texts.clone()),
-        EncoderOp::Tokens,
-        RunOpts::new(req.truncate, req.timeout_ms, req.cache),
-    )
-    .await?;
     let agg = match req.aggregation {
         AggregationParam::Simple => Aggregation::Simple,
         AggregationParam::None => Aggregation::None,
     };
+    let opts = RunOpts::new(req.truncate, req.timeout_ms, req.cache);
+    let (outputs, served) = entity_outputs(&st, req.model.as_deref(), &texts, agg, opts).await?;
+    let results: Vec<Value> = outputs
+        .into_iter()
+        .map(|o| match o {
+            EntityOutput::Spans(s) => json!(s),
+            EntityOutput::Tokens(t) => json!(t),
+        })
+        .collect();
+    Ok(respond(served, json!({ "results": results })))
+}
+
+/// The entities of each text, in input order: spans (`Simple`) or labelled tokens (`None`). The
+/// core of `/v1/entities`, shared with the Hugging Face route.
+pub(crate) async fn entity_outputs(
+    st: &AppState,
+    model: Option<&str>,
+    texts: &[String],
+    agg: Aggregation,
+    opts: RunOpts,
+) -> Result<(Vec<EntityOutput>, Served), ApiError> {
+    let run = run_encoder(
+        st,
+        model,
+        "entities",
+        singles(texts.to_vec()),
+        EncoderOp::Tokens,
+        opts,
+    )
+    .await?;
     let labels = run.handle.info.labels.clone();
-    let results: Vec<Value> = postprocess(&st, &run.served, || {
+    let outputs = postprocess(st, &run.served, || {
         run.outputs
             .into_iter()
             .zip(run.encodings)
-            .zip(&texts)
+            .zip(texts)
             .map(|((o, enc), text)| {
                 let (OpOutput::TokenProbs(probs), Some(encoded)) = (o, enc) else {
                     return Err(ApiError::Internal {
@@ -311,14 +376,11 @@ pub async fn entities(
                     });
                 };
                 let p = TokenPredictions { encoded, probs };
-                Ok(match entities_of(text, &p, &labels, agg) {
-                    EntityOutput::Spans(s) => json!(s),
-                    EntityOutput::Tokens(t) => json!(t),
-                })
+                Ok(entities_of(text, &p, &labels, agg))
             })
-            .collect::<Result<_, ApiError>>()
+            .collect::<Result<Vec<_>, ApiError>>()
     })?;
-    Ok(respond(run.served, json!({ "results": results })))
+    Ok((outputs, run.served))
 }
 
 #[derive(Deserialize)]
@@ -352,6 +414,20 @@ pub struct RerankRequest {
     cache: bool,
 }
 
+/// Whether rerank with `model` (or the defaults) scores with a cross-encoder: a model whose task
+/// is `rerank` or `classify`, or, when none is named, a configured `rerank` default. Otherwise
+/// the embedding model's cosine.
+pub fn rerank_is_cross(st: &AppState, model: Option<&str>) -> bool {
+    match model {
+        Some(m) => st
+            .registry
+            .spec(m)
+            .map(|s| s.task == "rerank" || s.task == "classify")
+            .unwrap_or(false),
+        None => st.registry.default_for("rerank").is_some(),
+    }
+}
+
 /// Scores of `documents` for `query`: a cross-encoder when one is configured for `rerank`
 /// (raw relevance score), else the cosine of the embedding model's vectors.
 pub async fn rerank_scores(
@@ -372,15 +448,7 @@ pub async fn rerank_scores(
         "documents",
         st.config.max_inputs_per_request,
     )?;
-    let cross = match model {
-        Some(m) => st
-            .registry
-            .spec(m)
-            .map(|s| s.task == "rerank" || s.task == "classify")
-            .unwrap_or(false),
-        None => st.registry.default_for("rerank").is_some(),
-    };
-    if cross {
+    if rerank_is_cross(st, model) {
         let inputs: Vec<Input> = documents
             .iter()
             .map(|d| (query.to_string(), Some(d.clone())))
@@ -416,10 +484,18 @@ pub async fn rerank_scores(
     Ok((scores, run.served))
 }
 
+/// `/v1/rerank`: the native request, or Cohere's form (answered in Cohere's shape; see
+/// [`super::cohere::is_cohere_rerank`]).
 pub async fn rerank(
     State(st): State<AppState>,
-    ApiJson(req): ApiJson<RerankRequest>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
+    if super::cohere::is_cohere_rerank(&st, &headers, &body) {
+        return super::cohere::rerank_v1(&st, &headers, body).await;
+    }
+    let req: RerankRequest = super::cohere::from_value(body)?;
+    let cross = rerank_is_cross(&st, req.model.as_deref());
     let (scores, served) = rerank_scores(
         &st,
         req.model.as_deref(),
@@ -436,7 +512,8 @@ pub async fn rerank(
     let results: Vec<Value> = order
         .into_iter()
         .map(|i| {
-            let mut r = json!({"index": i, "score": scores[i]});
+            let relevance = super::cohere::relevance(scores[i], cross);
+            let mut r = json!({"index": i, "score": scores[i], "relevance_score": relevance});
             if req.return_documents {
                 r["document"] = json!(req.documents[i]);
             }

@@ -54,6 +54,24 @@ pub struct Sampling {
 }
 
 impl Sampling {
+    /// The settings [`generate_once`] reads, for a route that builds its [`GenerateOptions`]
+    /// itself (the Hugging Face text-generation route): whether the client chose the seed, the
+    /// deadline and the cache switch.
+    pub(crate) fn chosen(seed: Option<u64>, timeout_ms: Option<u64>, cache: bool) -> Self {
+        Sampling {
+            max_tokens: None,
+            max_completion_tokens: None,
+            temperature: None,
+            top_p: None,
+            seed,
+            stop: None,
+            frequency_penalty: None,
+            n: None,
+            timeout_ms,
+            cache,
+        }
+    }
+
     fn options(
         &self,
         default_max: usize,
@@ -116,7 +134,7 @@ fn new_id(prefix: &str) -> String {
 }
 
 /// Starts a generation on the named (or default) generative model.
-async fn start(
+pub(crate) async fn start(
     st: &AppState,
     model: Option<&str>,
     input: GenInput,
@@ -164,7 +182,7 @@ fn usage_of(prompt: usize, completion: usize) -> Value {
 
 /// A whole (not streamed) generation: from the result cache when the request is deterministic
 /// (greedy, or a seed the client chose) and does not turn the cache off, else computed.
-async fn generate_once(
+pub(crate) async fn generate_once(
     st: &AppState,
     model: Option<&str>,
     input: GenInput,
@@ -232,7 +250,7 @@ type UsageChunk = Box<dyn Fn(Value) -> Value + Send + Sync>;
 
 /// Turns generation events into SSE events with `chunk` building each data object; after the
 /// final chunk come the usage chunk (when asked for) and, on OpenAI routes, `[DONE]`.
-fn sse_stream(
+pub(crate) fn sse_stream(
     rx: UnboundedReceiver<GenEvent>,
     chunk: impl Fn(Option<&str>, Option<&Generation>) -> Value + Send + 'static,
     done_marker: bool,
@@ -305,7 +323,7 @@ impl Drop for StreamTimer {
     }
 }
 
-fn sse_response(
+pub(crate) fn sse_response(
     st: &AppState,
     served: Served,
     s: impl Stream<Item = Result<Event, Infallible>> + Send + 'static,

@@ -1,7 +1,9 @@
 pub mod analyze;
+pub mod cohere;
 pub mod encode;
 pub mod evidence;
 pub mod generate;
+pub mod hf;
 pub mod ops;
 pub mod tei;
 pub mod verify;

@@ -4,7 +4,7 @@ use super::respond;
 use crate::error::ApiError;
 use crate::json::ApiJson;
 use crate::pipeline::{run_encoder, tokenize_texts, Input, RunOpts};
-use crate::state::AppState;
+use crate::state::{AppState, Served};
 use crate::types::{check_count, Texts};
 use axum::extract::State;
 use axum::response::Response;
@@ -20,6 +20,10 @@ pub struct TeiEmbed {
     normalize: bool,
     #[serde(default = "crate::types::default_true")]
     truncate: bool,
+    /// `left` keeps a long input's end.
+    truncation_direction: Option<super::hf::TruncationDirection>,
+    /// One of the model's prompts (else its default prompt) before each input.
+    prompt_name: Option<String>,
     dimensions: Option<usize>,
 }
 
@@ -29,13 +33,23 @@ pub async fn embed(
 ) -> Result<Response, ApiError> {
     let texts = req.inputs.into_vec();
     check_count(texts.len(), "inputs", st.config.max_inputs_per_request)?;
+    let name = st.registry.resolve(None, "embed")?;
+    let texts = super::hf::embed_texts(
+        &st,
+        &name,
+        texts,
+        req.prompt_name.as_deref(),
+        req.truncation_direction,
+        "",
+    )
+    .await?;
     let op = EncoderOp::Embed {
         normalize: req.normalize,
         dimensions: req.dimensions,
     };
     let run = run_encoder(
         &st,
-        None,
+        Some(&name),
         "embed",
         texts.into_iter().map(|t| (t, None)).collect(),
         op,
@@ -199,4 +213,112 @@ fn predict_inputs(v: Value) -> Result<(bool, Vec<Input>), ApiError> {
             .map(|v| (false, v)),
         _ => Err(bad()),
     }
+}
+
+/// TEI `POST /similarity`: `{"inputs": {"source_sentence", "sentences"}, "parameters"?}` on the
+/// default embedding model, answering one cosine similarity per sentence.
+pub async fn similarity(
+    State(st): State<AppState>,
+    ApiJson(req): ApiJson<super::hf::SimilarityRequest>,
+) -> Result<Response, ApiError> {
+    let (scores, served) = super::hf::similarity(&st, None, req).await?;
+    Ok(respond(served, scores))
+}
+
+#[derive(Deserialize)]
+pub struct TeiDecode {
+    ids: Value,
+    #[serde(default = "crate::types::default_true")]
+    skip_special_tokens: bool,
+}
+
+/// TEI `POST /decode`: token ids (a list, or a list of lists) back to text with the default
+/// embedding model's tokenizer; always a list of strings.
+pub async fn decode(
+    State(st): State<AppState>,
+    ApiJson(req): ApiJson<TeiDecode>,
+) -> Result<Response, ApiError> {
+    let (single, rows) = decode_ids(&req.ids)?;
+    check_count(rows.len(), "ids", st.config.max_inputs_per_request)?;
+    let name = st.registry.resolve(None, "embed")?;
+    let handle = st.registry.encoder(&name).await?;
+    let vocab = handle.info.tokenizer.inner().get_vocab_size(true);
+    for (i, row) in rows.iter().enumerate() {
+        if let Some(j) = row.iter().position(|&id| id as usize >= vocab) {
+            let param = if single {
+                format!("ids[{j}]")
+            } else {
+                format!("ids[{i}][{j}]")
+            };
+            return Err(ApiError::unprocessable(
+                &param,
+                format!(
+                    "token id {} is not in the vocabulary of `{name}` ({vocab} tokens)",
+                    row[j]
+                ),
+            ));
+        }
+    }
+    let n = rows.len();
+    let skip = req.skip_special_tokens;
+    let texts = tokio::task::spawn_blocking(move || {
+        let tokenizer = handle.info.tokenizer.inner();
+        rows.iter()
+            .map(|r| tokenizer.decode(r, skip).map_err(|e| e.to_string()))
+            .collect::<Result<Vec<String>, String>>()
+    })
+    .await
+    .map_err(|e| ApiError::Internal {
+        message: format!("decoding task failed: {e}"),
+    })?
+    .map_err(|e| ApiError::unprocessable("ids", format!("cannot decode `ids`: {e}")))?;
+    let served = Served {
+        task: "tokenize",
+        model: name,
+        inputs: n,
+    };
+    Ok(respond(served, texts))
+}
+
+/// TEI's `ids`: one list of token ids (`single`) or a list of them.
+fn decode_ids(v: &Value) -> Result<(bool, Vec<Vec<u32>>), ApiError> {
+    let id = |x: &Value, param: String| {
+        x.as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| {
+                ApiError::bad(
+                    &param,
+                    format!("`{param}` must be a token id (an integer from 0)"),
+                )
+            })
+    };
+    let Value::Array(items) = v else {
+        return Err(ApiError::bad(
+            "ids",
+            "`ids` must be a list of token ids or a list of such lists",
+        ));
+    };
+    if items.is_empty() {
+        return Err(ApiError::unprocessable("ids", "`ids` must not be empty"));
+    }
+    if items.iter().all(Value::is_array) {
+        let rows = items
+            .iter()
+            .enumerate()
+            .map(|(i, row)| {
+                let row = row.as_array().map(Vec::as_slice).unwrap_or_default();
+                row.iter()
+                    .enumerate()
+                    .map(|(j, x)| id(x, format!("ids[{i}][{j}]")))
+                    .collect::<Result<Vec<u32>, ApiError>>()
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        return Ok((false, rows));
+    }
+    let row = items
+        .iter()
+        .enumerate()
+        .map(|(j, x)| id(x, format!("ids[{j}]")))
+        .collect::<Result<Vec<u32>, ApiError>>()?;
+    Ok((true, vec![row]))
 }
