@@ -11,17 +11,9 @@
 
 mod common;
 
-use common::{missing, models, pack, read_all, repo, wait_timeout, KillOnDrop, Tmp};
-use std::io::{BufRead, BufReader};
+use common::{models, pack, python_check, repo, serve, terminate, test_python, Tmp};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::thread;
-use std::time::Duration;
-
-const LISTEN_TIMEOUT: Duration = Duration::from_secs(60);
-const CHECK_TIMEOUT: Duration = Duration::from_secs(600);
-const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn tiny(name: &str) -> PathBuf {
     repo().join("tests/golden/tiny").join(name)
@@ -52,131 +44,38 @@ fn model_arg(name: &str, path: &Path, task: &str) -> String {
     format!("{name}={}:{task}", path.display())
 }
 
-/// Starts `nlpd serve` on a free port and returns it with its base URL once it prints
-/// `listening on http://ADDR`; stdout keeps being drained (and echoed) by a thread.
-fn start_server(minilm: &Path, e5: &Path, data: &Path) -> (KillOnDrop, String) {
-    let child = Command::new(env!("CARGO_BIN_EXE_nlpd"))
-        .args(["serve", "--port", "0", "--host", "127.0.0.1"])
-        .args(["--request-timeout", "300"])
-        .args(["--model", &model_arg("all-MiniLM-L6-v2", minilm, "embed")])
-        .args(["--model", &model_arg("e5", e5, "embed")])
-        .args([
-            "--model",
-            &model_arg("cross", &tiny("bert-crossenc"), "rerank"),
-        ])
-        .args(["--default-prompt", "e5=query"])
-        .env("NLPD_MODELS_DIR", models())
-        .env("NLPD_DATA_DIR", data)
-        .env("NLPD_SHUTDOWN_DELAY", "0")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn nlpd serve");
-    let mut server = KillOnDrop(child);
-    let stdout = server.0.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let mut sent = false;
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            println!("[nlpd stdout] {line}");
-            if !sent {
-                if let Some(url) = line.trim().strip_prefix("listening on ") {
-                    let _ = tx.send(url.trim_end_matches('/').to_string());
-                    sent = true;
-                }
-            }
-        }
-    });
-    match rx.recv_timeout(LISTEN_TIMEOUT) {
-        Ok(url) => (server, url),
-        Err(_) => {
-            let status = server.0.try_wait().ok().flatten();
-            panic!(
-                "nlpd serve did not print `listening on ...` within {LISTEN_TIMEOUT:?} (exited: {status:?}; see its stderr above)"
-            );
-        }
-    }
-}
-
 #[test]
 fn official_cohere_python_sdk_works_against_nlpd_serve() {
-    let repo = repo();
-    let python = repo.join(".venv-test/bin/python");
-    if !python.is_file() {
-        missing(
-            "cohere_client",
-            &format!("{} (the test venv)", python.display()),
-            "scripts/test-venv.sh",
-        );
+    let Some(python) = test_python("cohere_client") else {
         return;
-    }
+    };
     let Some(minilm) = pack("all-MiniLM-L6-v2") else {
         return;
     };
-    let script = repo.join("tests/python/cohere_client_check.py");
-    assert!(script.is_file(), "{} not found", script.display());
     let tmp = Tmp::new("cohere", "serve");
     let e5 = prompted_model(&tmp);
-    let data = tmp.path("data");
-
-    let (mut server, url) = start_server(&minilm, &e5, &data);
-    eprintln!("nlpd serve is up at {url}; running {}", script.display());
-
-    let mut check = KillOnDrop(
-        Command::new(&python)
-            .arg(&script)
-            .arg(&url)
-            .current_dir(&repo)
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .env("PYTHONUNBUFFERED", "1")
-            // The server is local: never through a proxy; and no Cohere key or URL from outside.
-            .env("NO_PROXY", "127.0.0.1,localhost")
-            .env("no_proxy", "127.0.0.1,localhost")
-            .env_remove("CO_API_URL")
-            .env_remove("CO_API_KEY")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn .venv-test/bin/python"),
-    );
-    let out = read_all(check.0.stdout.take().unwrap());
-    let err = read_all(check.0.stderr.take().unwrap());
-    let status = wait_timeout(&mut check.0, CHECK_TIMEOUT);
-    if status.is_none() {
-        let _ = check.0.kill();
-        let _ = check.0.wait();
+    let models = [
+        model_arg("all-MiniLM-L6-v2", &minilm, "embed"),
+        model_arg("e5", &e5, "embed"),
+        model_arg("cross", &tiny("bert-crossenc"), "rerank"),
+    ];
+    let mut args = Vec::new();
+    for m in &models {
+        args.extend(["--model", m.as_str()]);
     }
-    let (out, err) = (out.join().unwrap(), err.join().unwrap());
-    println!("--- cohere_client_check.py stdout ---\n{out}--- stderr ---\n{err}--- end ---");
-    let status =
-        status.unwrap_or_else(|| panic!("cohere_client_check.py ran past {CHECK_TIMEOUT:?}"));
-    assert!(
-        status.success(),
-        "cohere_client_check.py failed ({status}):\n{}",
-        out.lines()
-            .filter(|l| l.starts_with("FAIL"))
-            .collect::<Vec<_>>()
-            .join("\n")
+    args.extend(["--default-prompt", "e5=query"]);
+    let (mut server, url) = serve(&args, &tmp.path("data"));
+    // No Cohere key or URL from outside.
+    let out = python_check(
+        &python,
+        "cohere_client_check.py",
+        &url,
+        &[],
+        &["CO_API_URL", "CO_API_KEY"],
     );
     assert!(out.contains("all 9 checks passed"), "{out}");
-
     // Graceful shutdown: SIGTERM, in-flight work finishes, exit 0.
-    let pid = server.0.id().to_string();
-    let kill = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("run kill");
-    assert!(kill.success(), "kill -TERM {pid} failed: {kill}");
-    let status = wait_timeout(&mut server.0, SHUTDOWN_TIMEOUT).unwrap_or_else(|| {
-        panic!("nlpd serve did not exit within {SHUTDOWN_TIMEOUT:?} of SIGTERM")
-    });
-    assert!(
-        status.success(),
-        "nlpd serve exited with {status} after SIGTERM, expected 0"
-    );
+    terminate(&mut server);
 }
 
 fn embed_lines(args: &[&str], stdin: &str) -> std::process::Output {

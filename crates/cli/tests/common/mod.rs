@@ -181,3 +181,131 @@ pub fn read_all(r: impl std::io::Read + Send + 'static) -> std::thread::JoinHand
         s
     })
 }
+
+/// `nlpd serve --host 127.0.0.1 --port 0 ARGS` with the pack's models dir, its store in `data`, a
+/// 300 s request deadline (the suite runs tests side by side on 2 cores: a generation may wait
+/// past the default 30 s) and no drain delay; returned with its base URL once it prints
+/// `listening on http://ADDR`. Its stderr goes to the test's; a thread echoes its stdout so it
+/// never blocks on a full pipe.
+pub fn serve(args: &[&str], data: &Path) -> (KillOnDrop, String) {
+    use std::io::BufRead;
+    const LISTEN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_nlpd"))
+        .args(["serve", "--port", "0", "--host", "127.0.0.1"])
+        .args(["--request-timeout", "300"])
+        .args(args)
+        .env("NLPD_MODELS_DIR", models())
+        .env("NLPD_DATA_DIR", data)
+        .env("NLPD_SHUTDOWN_DELAY", "0")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("spawn nlpd serve");
+    let mut server = KillOnDrop(child);
+    let stdout = server.0.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            println!("[nlpd stdout] {line}");
+            if let (false, Some(url)) = (sent, line.trim().strip_prefix("listening on ")) {
+                let _ = tx.send(url.trim_end_matches('/').to_string());
+                sent = true;
+            }
+        }
+    });
+    match rx.recv_timeout(LISTEN_TIMEOUT) {
+        Ok(url) => (server, url),
+        Err(_) => {
+            let status = server.0.try_wait().ok().flatten();
+            panic!("nlpd serve did not print `listening on ...` within {LISTEN_TIMEOUT:?} (exited: {status:?}; see its stderr above)")
+        }
+    }
+}
+
+/// SIGTERM, then the exit status must be 0 within 30 s (in-flight work finished, store flushed).
+pub fn terminate(server: &mut KillOnDrop) {
+    let pid = server.0.id().to_string();
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("run kill");
+    assert!(kill.success(), "kill -TERM {pid} failed: {kill}");
+    let status = wait_timeout(&mut server.0, std::time::Duration::from_secs(30))
+        .expect("nlpd serve did not exit within 30 s of SIGTERM");
+    assert!(
+        status.success(),
+        "nlpd serve exited with {status} after SIGTERM, expected 0"
+    );
+}
+
+/// The test venv's interpreter (`scripts/test-venv.sh`), or `None` after [`missing`].
+pub fn test_python(test: &str) -> Option<PathBuf> {
+    let python = repo().join(".venv-test/bin/python");
+    if python.is_file() {
+        return Some(python);
+    }
+    missing(
+        test,
+        &format!("{} (the test venv)", python.display()),
+        "scripts/test-venv.sh",
+    );
+    None
+}
+
+/// Runs `python tests/python/SCRIPT URL` (with `env` set and `unset` removed, never through a
+/// proxy) for at most 10 minutes, prints its output, and asserts it succeeded, quoting its
+/// `FAIL` lines. Returns its stdout.
+pub fn python_check(
+    python: &Path,
+    script: &str,
+    url: &str,
+    env: &[(&str, &std::ffi::OsStr)],
+    unset: &[&str],
+) -> String {
+    const CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+    let path = repo().join("tests/python").join(script);
+    assert!(path.is_file(), "{} not found", path.display());
+    eprintln!("nlpd serve is up at {url}; running {}", path.display());
+    let mut cmd = std::process::Command::new(python);
+    cmd.arg(&path)
+        .arg(url)
+        .current_dir(repo())
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env("PYTHONUNBUFFERED", "1")
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .env("no_proxy", "127.0.0.1,localhost")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    for k in unset {
+        cmd.env_remove(k);
+    }
+    let mut check = KillOnDrop(cmd.spawn().expect("spawn the test venv's python"));
+    let out = read_all(check.0.stdout.take().expect("piped stdout"));
+    let err = read_all(check.0.stderr.take().expect("piped stderr"));
+    let status = wait_timeout(&mut check.0, CHECK_TIMEOUT);
+    if status.is_none() {
+        let _ = check.0.kill();
+        let _ = check.0.wait();
+    }
+    let (out, err) = (out.join().unwrap(), err.join().unwrap());
+    println!("--- {script} stdout ---\n{out}--- stderr ---\n{err}--- end ---");
+    let status = status.unwrap_or_else(|| panic!("{script} ran past {CHECK_TIMEOUT:?}"));
+    assert!(
+        status.success(),
+        "{script} failed ({status}):\n{}",
+        out.lines()
+            .filter(|l| l.starts_with("FAIL"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    out
+}
