@@ -6,7 +6,7 @@
 # Idempotent: the venv holds a stamp with the sha256 of the requirements file; when it matches,
 # the script does nothing (well under a second). The venv never sees the system site-packages.
 #
-# Environment: PYTHON  interpreter to build the venv with (default: python3, needs >= 3.10)
+# Environment: PYTHON  interpreter to build the venv with (default: python3, needs >= 3.11)
 set -euo pipefail
 
 PROG=test-venv
@@ -60,9 +60,9 @@ if command -v flock >/dev/null 2>&1; then
     fi
 fi
 
-command -v "$PY" >/dev/null 2>&1 || die "$PY not found on PATH (install Python >= 3.10, or set PYTHON)"
-"$PY" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else 1)' 2>/dev/null \
-    || die "$PY is $("$PY" -c 'import platform; print(platform.python_version())' 2>/dev/null || echo '?'); the openai client needs Python >= 3.10 (set PYTHON)"
+command -v "$PY" >/dev/null 2>&1 || die "$PY not found on PATH (install Python >= 3.11, or set PYTHON)"
+"$PY" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' 2>/dev/null \
+    || die "$PY is $("$PY" -c 'import platform; print(platform.python_version())' 2>/dev/null || echo '?'); the pinned test packages need Python >= 3.11 (set PYTHON)"
 "$PY" -c 'import venv, ensurepip' 2>/dev/null \
     || die "$PY lacks the venv/ensurepip modules (on Debian/Ubuntu: apt-get install python3-venv)"
 
