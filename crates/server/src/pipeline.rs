@@ -50,6 +50,20 @@ impl EncoderRun {
     pub fn tokens(&self) -> usize {
         self.token_counts.iter().sum()
     }
+
+    /// The vectors of an `Embed` run, one per input in input order, taken out of `outputs`.
+    /// Any other output is the server's own inconsistency: a 500, never a list that no longer
+    /// lines up with the inputs.
+    pub fn take_embeddings(&mut self) -> Result<Vec<Vec<f32>>, ApiError> {
+        std::mem::take(&mut self.outputs)
+            .into_iter()
+            .map(|o| {
+                o.into_embedding().ok_or_else(|| ApiError::Internal {
+                    message: "an embedding run returned another kind of output".into(),
+                })
+            })
+            .collect()
+    }
 }
 
 /// The request's deadline: its own `timeout_ms` or the server's `--request-timeout`.

@@ -18,7 +18,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use nlpd_engine::prompts::Prompts;
-use nlpd_engine::{EncoderOp, OpOutput};
+use nlpd_engine::EncoderOp;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -238,16 +238,7 @@ pub async fn embed_v2(
         .unwrap_or_default();
     let prompt = input_type_prompt(&prompts, req.input_type.as_deref())?;
     if let Some(max) = req.max_tokens {
-        let limit = st.registry.encoder(&name).await?.info.tokenizer.max_len();
-        if max < limit as u64 {
-            return Err(ApiError::unprocessable(
-                "max_tokens",
-                format!(
-                    "max_tokens below the model's limit ({limit} tokens) is not supported: \
-                     inputs are cut at the model's limit (leave max_tokens out)"
-                ),
-            ));
-        }
+        refuse_below_limit(&st, &name, max, "max_tokens").await?;
     }
     let prepared = prepare(
         &st,
@@ -262,7 +253,7 @@ pub async fn embed_v2(
         normalize: true,
         dimensions: req.output_dimension,
     };
-    let run = run_encoder(
+    let mut run = run_encoder(
         &st,
         Some(&name),
         "embed",
@@ -282,16 +273,13 @@ pub async fn embed_v2(
         e => rename_inputs(e, "texts"),
     })?;
     let tokens = run.tokens();
-    let vectors: Vec<Vec<f32>> = crate::pipeline::postprocess(&st, &run.served, || {
-        run.outputs
-            .into_iter()
-            .filter_map(OpOutput::into_embedding)
+    let vectors = run.take_embeddings()?;
+    let embeddings = crate::pipeline::postprocess(&st, &run.served, || {
+        types
+            .iter()
+            .map(|&t| (t.name(), encode(t, &vectors)))
             .collect()
     });
-    let embeddings = types
-        .iter()
-        .map(|&t| (t.name(), encode(t, &vectors)))
-        .collect();
     Ok(respond(
         run.served,
         V2EmbedResponse {
@@ -469,16 +457,7 @@ async fn rerank(
     if let Some(max) = req.max_tokens_per_doc {
         let task = if cross { "rerank" } else { "embed" };
         let name = st.registry.resolve(model.as_deref(), task)?;
-        let limit = st.registry.encoder(&name).await?.info.tokenizer.max_len();
-        if max < limit as u64 {
-            return Err(ApiError::unprocessable(
-                "max_tokens_per_doc",
-                format!(
-                    "max_tokens_per_doc below the model's limit ({limit} tokens) is not supported: \
-                     documents are cut at the model's limit (leave it out)"
-                ),
-            ));
-        }
+        refuse_below_limit(st, &name, max, "max_tokens_per_doc").await?;
     }
     let (scores, served) = super::encode::rerank_scores(
         st,
@@ -521,6 +500,27 @@ async fn rerank(
             },
         },
     ))
+}
+
+/// Cohere's `max_tokens` / `max_tokens_per_doc`: a cap below model `name`'s own limit is a 422
+/// naming `field` (inputs are cut at the model's limit only); one at or above it changes nothing.
+async fn refuse_below_limit(
+    st: &AppState,
+    name: &str,
+    max: u64,
+    field: &str,
+) -> Result<(), ApiError> {
+    let limit = st.registry.encoder(name).await?.info.tokenizer.max_len();
+    if max < limit as u64 {
+        return Err(ApiError::unprocessable(
+            field,
+            format!(
+                "{field} below the model's limit ({limit} tokens) is not supported: inputs are \
+                 cut at the model's limit (leave {field} out)"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

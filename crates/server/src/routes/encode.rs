@@ -76,7 +76,7 @@ pub async fn embed(
         normalize: req.normalize,
         dimensions: req.dimensions,
     };
-    let run = run_encoder(
+    let mut run = run_encoder(
         &st,
         Some(&name),
         "embed",
@@ -85,11 +85,7 @@ pub async fn embed(
         RunOpts::new(req.truncate, req.timeout_ms, req.cache),
     )
     .await?;
-    let embeddings: Vec<Vec<f32>> = run
-        .outputs
-        .into_iter()
-        .filter_map(OpOutput::into_embedding)
-        .collect();
+    let embeddings = run.take_embeddings()?;
     Ok(respond(run.served, EmbedResponse { embeddings }))
 }
 
@@ -188,7 +184,7 @@ pub async fn openai_embeddings(
         normalize: true,
         dimensions: req.dimensions,
     };
-    let run = run_encoder(
+    let mut run = run_encoder(
         &st,
         Some(&name),
         "embed",
@@ -198,10 +194,10 @@ pub async fn openai_embeddings(
     )
     .await?;
     let tokens = run.tokens();
+    let vectors = run.take_embeddings()?;
     let data: Vec<OpenAiEmbedding> = postprocess(&st, &run.served, || {
-        run.outputs
+        vectors
             .into_iter()
-            .filter_map(OpOutput::into_embedding)
             .enumerate()
             .map(|(i, v)| {
                 let embedding = if base64 {
@@ -470,12 +466,8 @@ pub async fn rerank_scores(
         normalize: true,
         dimensions: None,
     };
-    let run = run_encoder_as(st, model, "embed", "rerank", singles(texts), op, opts).await?;
-    let vecs: Vec<Vec<f32>> = run
-        .outputs
-        .into_iter()
-        .filter_map(OpOutput::into_embedding)
-        .collect();
+    let mut run = run_encoder_as(st, model, "embed", "rerank", singles(texts), op, opts).await?;
+    let vecs = run.take_embeddings()?;
     let q = &vecs[0];
     let scores = vecs[1..]
         .iter()

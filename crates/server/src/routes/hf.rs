@@ -271,12 +271,8 @@ async fn embedding(
         req.timeout_ms,
         req.cache.unwrap_or(true),
     );
-    let run = run_encoder(st, Some(name), "embed", singles(texts), op, opts).await?;
-    let vectors: Vec<Vec<f32>> = run
-        .outputs
-        .into_iter()
-        .filter_map(OpOutput::into_embedding)
-        .collect();
+    let mut run = run_encoder(st, Some(name), "embed", singles(texts), op, opts).await?;
+    let vectors = run.take_embeddings()?;
     Ok(respond(run.served, vectors))
 }
 
@@ -354,14 +350,10 @@ pub(crate) async fn similarity(
         req.timeout_ms,
         req.cache.unwrap_or(true),
     );
-    let run = run_encoder(st, Some(&name), "embed", singles(texts), op, opts)
+    let mut run = run_encoder(st, Some(&name), "embed", singles(texts), op, opts)
         .await
         .map_err(similarity_param)?;
-    let vectors: Vec<Vec<f32>> = run
-        .outputs
-        .into_iter()
-        .filter_map(OpOutput::into_embedding)
-        .collect();
+    let vectors = run.take_embeddings()?;
     let Some((source, others)) = vectors.split_first() else {
         return Err(ApiError::Internal {
             message: "the embedding model returned no vectors".into(),

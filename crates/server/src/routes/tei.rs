@@ -47,7 +47,7 @@ pub async fn embed(
         normalize: req.normalize,
         dimensions: req.dimensions,
     };
-    let run = run_encoder(
+    let mut run = run_encoder(
         &st,
         Some(&name),
         "embed",
@@ -56,11 +56,7 @@ pub async fn embed(
         RunOpts::new(req.truncate, None, true),
     )
     .await?;
-    let v: Vec<Vec<f32>> = run
-        .outputs
-        .into_iter()
-        .filter_map(OpOutput::into_embedding)
-        .collect();
+    let v = run.take_embeddings()?;
     Ok(respond(run.served, v))
 }
 
