@@ -2,8 +2,10 @@
 
 use std::path::PathBuf;
 
-/// Errors raised by the engine. Input errors (`EmptyInput`, `InputTooLong`, `InvalidInput`) are the
-/// caller's fault; the others concern models on disk or the compute itself.
+/// Errors raised by the engine. Input errors (`EmptyInput`, `InputTooLong`, `InvalidInput`,
+/// `InvalidParameter`) are the caller's fault; `Internal` is a broken invariant (a bug or a model
+/// inconsistent with itself); the others concern models on disk, their configuration or the
+/// compute itself.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error("model path {path} does not exist")]
@@ -45,6 +47,17 @@ pub enum EngineError {
         param: &'static str,
         message: String,
     },
+    /// A load option the model cannot run with (the operator's configuration, not a request's):
+    /// the model is unavailable as configured.
+    #[error("`{option}`: {message}")]
+    IncompatibleOption {
+        option: &'static str,
+        message: String,
+    },
+    /// A broken internal invariant: the server's own inconsistency or a model that contradicts
+    /// itself, never the caller's input (answered 500, with the cause logged).
+    #[error("internal error: {0}")]
+    Internal(String),
     #[error("model `{model}` does not support {task}")]
     UnsupportedTask { model: String, task: &'static str },
     #[error("chat template: {0}")]
@@ -56,6 +69,10 @@ pub enum EngineError {
 pub type Result<T> = std::result::Result<T, EngineError>;
 
 impl EngineError {
+    pub(crate) fn internal(message: impl Into<String>) -> Self {
+        EngineError::Internal(message.into())
+    }
+
     pub(crate) fn invalid_model(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
         EngineError::InvalidModel {
             path: path.into(),

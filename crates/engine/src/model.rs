@@ -114,10 +114,9 @@ impl Hidden {
     fn padded(&self) -> Result<&Tensor> {
         match self {
             Hidden::Padded(t) => Ok(t),
-            Hidden::Flat(_) => Err(EngineError::InvalidParameter {
-                param: "backend",
-                message: "no padded hidden states for this head".into(),
-            }),
+            Hidden::Flat(_) => Err(EngineError::internal(
+                "a head asked for padded hidden states from a backend that has only flat ones",
+            )),
         }
     }
 }

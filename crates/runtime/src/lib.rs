@@ -15,6 +15,7 @@ pub mod pack;
 pub mod prompts;
 pub mod registry;
 pub mod shared_head;
+pub mod spec;
 pub mod stats;
 pub mod store;
 
@@ -24,7 +25,8 @@ pub use encoder_worker::{EncoderHandle, Lane};
 pub use error::{Result, RuntimeError};
 pub use gen_worker::{GenEvent, GenInput, GeneratorHandle};
 pub use pack::{resolve_model, PackModel, PACK};
-pub use registry::{Loaded, ModelKind, ModelSpec, ModelStatus, Registry};
+pub use registry::{Loaded, ModelStatus, Registry};
 pub use shared_head::SharedHead;
+pub use spec::{ModelKind, ModelSpec};
 pub use stats::Stats;
 pub use store::{Store, StoreConfig};

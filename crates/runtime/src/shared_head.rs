@@ -6,7 +6,7 @@
 //! the head reads, so `/v1/analyze` computes the embedding once and applies the head to it
 //! (microseconds) instead of running the encoder a second time inside the classifier's model.
 
-use crate::registry::{ModelKind, ModelSpec};
+use crate::spec::{ModelKind, ModelSpec};
 use nlpd_engine::heads::softmax;
 use nlpd_engine::modeldir::EncoderDir;
 use nlpd_engine::pooled::PooledHead;

@@ -166,14 +166,16 @@ impl From<EngineError> for ApiError {
             | EngineError::InvalidModel { .. }
             | EngineError::UnsupportedArchitecture { .. }
             | EngineError::Io { .. }
-            | EngineError::Json { .. } => ApiError::Unavailable {
+            | EngineError::Json { .. }
+            | EngineError::IncompatibleOption { .. } => ApiError::Unavailable {
                 message: e.to_string(),
             },
-            EngineError::Tokenizer(_) | EngineError::Template(_) | EngineError::Compute(_) => {
-                ApiError::Internal {
-                    message: e.to_string(),
-                }
-            }
+            EngineError::Tokenizer(_)
+            | EngineError::Template(_)
+            | EngineError::Compute(_)
+            | EngineError::Internal(_) => ApiError::Internal {
+                message: e.to_string(),
+            },
         }
     }
 }

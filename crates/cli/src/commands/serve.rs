@@ -326,7 +326,7 @@ fn model_specs(args: &Args, models_dir: &Path) -> Result<Vec<ModelSpec>> {
             .split_once('=')
             .with_context(|| format!("--model `{raw}`: expected NAME=PATH or NAME=PATH:TASK"))?;
         let (path, task) = match rest.rsplit_once(':') {
-            Some((p, t)) if nlpd_runtime::registry::TASKS.contains(&t) => (p, Some(t)),
+            Some((p, t)) if nlpd_runtime::spec::TASKS.contains(&t) => (p, Some(t)),
             _ => (rest, None),
         };
         let path = nlpd_runtime::resolve_model(path, models_dir)?;

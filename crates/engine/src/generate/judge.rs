@@ -109,7 +109,10 @@ impl NliJudge {
             for w in [word.to_string(), cap] {
                 let ids = model.encode(&w)?;
                 let first = *ids.first().ok_or_else(|| {
-                    EngineError::InvalidInput(format!("the tokenizer gives no token for `{w}`"))
+                    EngineError::invalid_model(
+                        model.path(),
+                        format!("the tokenizer gives no token for `{w}`"),
+                    )
                 })?;
                 if !slot.contains(&first) {
                     slot.push(first);
@@ -120,10 +123,13 @@ impl NliJudge {
         for i in 0..3 {
             for j in i + 1..3 {
                 if tokens[i].iter().any(|t| tokens[j].contains(t)) {
-                    return Err(EngineError::InvalidInput(format!(
-                        "the answer words of `{}` and `{}` start with the same token",
-                        NLI_LABELS[i], NLI_LABELS[j]
-                    )));
+                    return Err(EngineError::invalid_model(
+                        model.path(),
+                        format!(
+                            "the answer words of `{}` and `{}` start with the same token",
+                            NLI_LABELS[i], NLI_LABELS[j]
+                        ),
+                    ));
                 }
             }
         }
@@ -160,7 +166,7 @@ impl NliJudge {
                 .iter()
                 .map(|&t| {
                     logits.get(t as usize).map(|&x| x as f64).ok_or_else(|| {
-                        EngineError::InvalidInput(format!(
+                        EngineError::internal(format!(
                             "token {t} is outside the {} logits",
                             logits.len()
                         ))

@@ -200,7 +200,7 @@ impl Prefill {
     /// The keys and values of `ids` in every block, for prompts that start with them.
     pub fn prefix(&self, ids: &[u32]) -> Result<PrefillPrefix> {
         if ids.is_empty() {
-            return Err(EngineError::InvalidInput("empty prefix".into()));
+            return Err(EngineError::internal("empty prefix"));
         }
         let mut kv = Vec::new();
         self.run(None, &[ids], Some(&mut kv))?;
@@ -224,12 +224,12 @@ impl Prefill {
         for p in prompts {
             if let Some(pre) = prefix {
                 if p.len() <= skip || p[..skip] != pre.ids[..] {
-                    return Err(EngineError::InvalidInput(
-                        "a prompt does not extend the cached prefix".into(),
+                    return Err(EngineError::internal(
+                        "a prompt does not extend the cached prefix",
                     ));
                 }
             } else if p.is_empty() {
-                return Err(EngineError::InvalidInput("empty prompt".into()));
+                return Err(EngineError::internal("empty prompt"));
             }
             rests.push(&p[skip..]);
         }
@@ -279,7 +279,7 @@ impl Prefill {
         {
             let id = id as usize;
             if id >= self.vocab {
-                return Err(EngineError::InvalidInput(format!(
+                return Err(EngineError::internal(format!(
                     "token {id} is outside the vocabulary ({})",
                     self.vocab
                 )));

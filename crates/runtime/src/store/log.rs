@@ -2,7 +2,7 @@
 //! handing them to the writer without waiting. One channel reservation per request; when the
 //! queue cannot take every row of the request, the request's rows are dropped and counted.
 
-use super::writer::{Counters, DropReason};
+use super::counters::{Counters, DropReason};
 use crate::cache::{input_hash, params_hash, CachedValue};
 use nlpd_engine::EncoderOp;
 use serde::{Deserialize, Serialize};

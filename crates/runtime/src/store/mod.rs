@@ -10,6 +10,7 @@
 //! - [`warm_cache`] fills the result cache from the log after the server is ready.
 //! - [`Store::shutdown`] writes what is queued, within a bounded wait.
 
+mod counters;
 mod db;
 mod evidence;
 mod log;
@@ -22,6 +23,7 @@ pub use evidence::{EvidenceDocument, EvidencePassage};
 pub use log::{OpParams, PredictionLog};
 pub use warm::{warm_cache, WarmStats};
 
+use counters::{Counters, DropReason};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -29,7 +31,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
-use writer::{Counters, DropReason};
 
 /// Store settings.
 #[derive(Debug, Clone)]

@@ -293,20 +293,17 @@ impl FastBert {
     /// Refuses ids the tables do not have (the tokenizer never produces them; a bad model might).
     fn check(&self, batch: &Batch) -> Result<()> {
         if let Some(&id) = batch.flat_ids.iter().find(|&&i| i as usize >= self.vocab) {
-            return Err(EngineError::InvalidParameter {
-                param: "input",
-                message: format!("token id {id} is outside the vocabulary ({})", self.vocab),
-            });
+            return Err(EngineError::internal(format!(
+                "token id {id} is outside the model's vocabulary ({}): tokenizer and weights disagree",
+                self.vocab
+            )));
         }
         let longest = batch.lengths.iter().copied().max().unwrap_or(0);
         if longest + self.position_offset > self.max_positions {
-            return Err(EngineError::InvalidParameter {
-                param: "input",
-                message: format!(
-                    "{longest} tokens exceed the model's {} positions",
-                    self.max_positions - self.position_offset
-                ),
-            });
+            return Err(EngineError::internal(format!(
+                "{longest} tokens exceed the model's {} positions: the tokenizer's limit is wrong",
+                self.max_positions - self.position_offset
+            )));
         }
         if self.token_type.is_some() {
             if let Some(&t) = batch
@@ -314,10 +311,10 @@ impl FastBert {
                 .iter()
                 .find(|&&t| t as usize >= self.type_vocab)
             {
-                return Err(EngineError::InvalidParameter {
-                    param: "input",
-                    message: format!("token type {t} is outside the model's {}", self.type_vocab),
-                });
+                return Err(EngineError::internal(format!(
+                    "token type {t} is outside the model's {} types",
+                    self.type_vocab
+                )));
             }
         }
         Ok(())
