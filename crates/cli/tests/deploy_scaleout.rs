@@ -42,8 +42,8 @@ const REPLICAS: usize = 3;
 const DRAIN_DELAY: Duration = Duration::from_secs(3);
 /// Load clients (threads, each one keep-alive connection to HAProxy, closed loop).
 const CLIENTS: usize = 16;
-/// Requests the load must complete in all, and after each event (it kept going).
-const MIN_REQUESTS: usize = 300;
+/// Requests the load must complete in each phase, before and after each event (it kept going).
+/// No floor on the total: that would assert the machine's speed, not the behaviour.
 const MIN_PER_PHASE: usize = 20;
 
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(120);
@@ -1441,10 +1441,6 @@ fn three_replicas_behind_haproxy_survive_drain_redis_and_postgres_loss() {
             ))
             .collect::<Vec<_>>()
             .join("\n")
-    );
-    check!(
-        ok >= MIN_REQUESTS,
-        "only {ok} requests completed (want >= {MIN_REQUESTS})"
     );
     for (name, n) in phases {
         check!(
