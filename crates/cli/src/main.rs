@@ -132,11 +132,16 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    if let Err(e) = commands::serve::apply_config_file() {
-        eprintln!("nlpd: error: {e:#}");
-        return ExitCode::from(2);
+    // Flags, NLPD_* variables and defaults, then the config file under them (serve/config.rs).
+    let (mut cli, matches) = commands::serve::config::parse();
+    match commands::serve::config::layer(&mut cli, &matches) {
+        Ok(Some(report)) => eprintln!("nlpd: {report}"),
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("nlpd: error: {e:#}");
+            return ExitCode::from(2);
+        }
     }
-    let cli = Cli::parse();
     init_logging(&cli.log, cli.log_format);
     let result = match cli.command {
         Command::Embed(a) => commands::embed::run(a, &cli.models_dir),

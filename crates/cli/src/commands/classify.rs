@@ -20,7 +20,7 @@ pub struct Args {
     #[arg(long, env = "NLPD_STRICT")]
     strict: bool,
     #[command(flatten)]
-    engine: EngineArgs,
+    pub engine: EngineArgs,
 }
 
 pub fn run(args: Args, models_dir: &Path) -> Result<usize> {

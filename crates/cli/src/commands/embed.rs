@@ -30,7 +30,7 @@ pub struct Args {
     #[arg(long, env = "NLPD_PROMPT")]
     prompt: Option<String>,
     #[command(flatten)]
-    engine: EngineArgs,
+    pub engine: EngineArgs,
 }
 
 pub fn run(args: Args, models_dir: &Path) -> Result<usize> {

@@ -11,10 +11,19 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub mod config;
+
 #[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Every setting is a flag, an NLPD_* environment variable ([env: ...]) and a key of \
+the --config TOML file (the flag's name: `max-batch-size = 32`, `cache-ttl = \"10m\"`). \
+Precedence: defaults < --config file < NLPD_* environment < flags."
+)]
 pub struct Args {
-    /// TOML file with any of these settings (keys as the flag names, e.g. `max-batch-tokens = 8192`);
-    /// flags and NLPD_* variables win over it.
+    /// TOML file with any of these settings, keys as the flag names (`max-batch-tokens = 8192`,
+    /// `cache-ttl = "10m"`, `model = ["a=DIR", "b=DIR"]`); an unknown key or a badly typed value
+    /// stops the start, naming the key and the line. Precedence: defaults < this file < NLPD_*
+    /// environment < flags.
     #[arg(long, env = "NLPD_CONFIG")]
     pub config: Option<PathBuf>,
     /// Address to listen on.
@@ -50,8 +59,8 @@ pub struct Args {
     #[arg(long, env = "NLPD_PRELOAD")]
     pub preload: bool,
     /// Most bytes of model weights loaded at once (e.g. 2GiB); least recently used idle models unload.
-    #[arg(long, env = "NLPD_MEMORY_BUDGET")]
-    pub memory_budget: Option<String>,
+    #[arg(long, env = "NLPD_MEMORY_BUDGET", value_parser = parse_bytes)]
+    pub memory_budget: Option<u64>,
     /// Most padded tokens in one forward pass.
     #[arg(long, env = "NLPD_MAX_BATCH_TOKENS", default_value_t = 16384)]
     pub max_batch_tokens: usize,
@@ -80,8 +89,8 @@ pub struct Args {
     #[arg(long, env = "NLPD_MAX_INPUT_TOKENS")]
     pub max_input_tokens: Option<usize>,
     /// Largest request body (e.g. 8MiB); larger bodies get 413.
-    #[arg(long, env = "NLPD_MAX_REQUEST_BYTES", default_value = "8MiB")]
-    pub max_request_bytes: String,
+    #[arg(long, env = "NLPD_MAX_REQUEST_BYTES", default_value = "8MiB", value_parser = parse_bytes)]
+    pub max_request_bytes: u64,
     /// Most inputs in one request; more get 413.
     #[arg(long, env = "NLPD_MAX_INPUTS_PER_REQUEST", default_value_t = 2048)]
     pub max_inputs_per_request: usize,
@@ -89,21 +98,22 @@ pub struct Args {
     /// same size; beyond it 429 with Retry-After. Unlimited when unset.
     #[arg(long, env = "NLPD_RATE_LIMIT")]
     pub rate_limit: Option<f64>,
-    /// Seconds a request may take (queue + compute) before 504; requests can lower it with `timeout_ms`.
-    #[arg(long, env = "NLPD_REQUEST_TIMEOUT", default_value_t = 30.0)]
-    pub request_timeout: f64,
+    /// How long a request may take (queue + compute) before 504, in seconds or as a duration
+    /// (`30`, `2m`); requests can lower it with `timeout_ms`.
+    #[arg(long, env = "NLPD_REQUEST_TIMEOUT", default_value = "30", value_parser = parse_duration)]
+    pub request_timeout: Duration,
     /// Bytes of results the in-process (L1) cache holds (e.g. 256MiB, 1GiB). Results are keyed by
     /// model, model revision, operation, every output-affecting parameter and the input; a
     /// repeated input is answered without running the model. 0 turns L1 off (with no
     /// --redis-url, the cache is off altogether).
-    #[arg(long, env = "NLPD_CACHE_L1_BYTES", default_value = "256MiB")]
-    pub cache_l1_bytes: String,
+    #[arg(long, env = "NLPD_CACHE_L1_BYTES", default_value = "256MiB", value_parser = parse_bytes)]
+    pub cache_l1_bytes: u64,
     /// L1 eviction policy: `tinylfu` (admits by frequency, resists one-off scans) or `lru`.
-    #[arg(long, env = "NLPD_CACHE_POLICY", default_value = "tinylfu")]
-    pub cache_policy: String,
+    #[arg(long, env = "NLPD_CACHE_POLICY", default_value = "tinylfu", value_parser = parse_policy)]
+    pub cache_policy: Policy,
     /// How long a cached result lives, in L1 and in Redis (e.g. 10m, 1h, 1d).
-    #[arg(long, env = "NLPD_CACHE_TTL", default_value = "1h")]
-    pub cache_ttl: String,
+    #[arg(long, env = "NLPD_CACHE_TTL", default_value = "1h", value_parser = parse_duration)]
+    pub cache_ttl: Duration,
     /// Redis for the shared L2 cache, e.g. redis://127.0.0.1:6379/0 (off when unset). Read after
     /// an L1 miss, written after compute in the background. A Redis that is down, slow or returns
     /// garbage never fails a request: a circuit breaker skips it and nlpd serves from L1 + compute.
@@ -121,8 +131,8 @@ pub struct Args {
     pub redis_breaker_failures: u32,
     /// How long the open breaker skips Redis before one probe (e.g. 5s); a successful probe
     /// closes it.
-    #[arg(long, env = "NLPD_REDIS_BREAKER_COOLDOWN", default_value = "5s")]
-    pub redis_breaker_cooldown: String,
+    #[arg(long, env = "NLPD_REDIS_BREAKER_COOLDOWN", default_value = "5s", value_parser = parse_duration)]
+    pub redis_breaker_cooldown: Duration,
     /// Directory of nlpd's own files: the default prediction store (`nlpd.db`). Created if
     /// missing.
     #[arg(long, env = "NLPD_DATA_DIR", default_value = "./data")]
@@ -153,8 +163,8 @@ pub struct Args {
     #[arg(long, env = "NLPD_STORE_FLUSH_ROWS", default_value_t = 256)]
     pub store_flush_rows: usize,
     /// ...or this long after the first waiting row (e.g. 200ms, 1s).
-    #[arg(long, env = "NLPD_STORE_FLUSH_INTERVAL", default_value = "200ms")]
-    pub store_flush_interval: String,
+    #[arg(long, env = "NLPD_STORE_FLUSH_INTERVAL", default_value = "200ms", value_parser = parse_duration)]
+    pub store_flush_interval: Duration,
     /// Rows the prediction log's queue holds; when it is full (a slow or unreachable database)
     /// rows are dropped and counted in nlpd_store_dropped_rows_total.
     #[arg(long, env = "NLPD_STORE_QUEUE_ROWS", default_value_t = 16384)]
@@ -162,18 +172,23 @@ pub struct Args {
     /// How often the evidence index (of /v1/verify) asks the store whether another replica on
     /// the same database added, replaced or deleted documents, and rebuilds itself if so
     /// (e.g. 10s; 0 = only at start).
-    #[arg(long, env = "NLPD_EVIDENCE_REFRESH", default_value = "10s")]
-    pub evidence_refresh: String,
+    #[arg(long, env = "NLPD_EVIDENCE_REFRESH", default_value = "10s", value_parser = parse_duration)]
+    pub evidence_refresh: Duration,
     /// On SIGTERM or SIGINT, how long to keep serving while /health/ready answers 503
     /// `draining` (e.g. 5s, 0), so load balancers and Kubernetes take the replica out of rotation
     /// before it stops accepting. A second signal stops at once.
-    #[arg(long, env = "NLPD_SHUTDOWN_DELAY", default_value = "5s")]
-    pub shutdown_delay: String,
+    #[arg(long, env = "NLPD_SHUTDOWN_DELAY", default_value = "5s", value_parser = parse_duration)]
+    pub shutdown_delay: Duration,
     /// After the delay: how long in-flight requests may take to finish before they are cut off
     /// (the queued prediction log is then written, up to 10 s more). Orchestrators should allow
     /// delay + timeout + 10 s before killing the process.
-    #[arg(long, env = "NLPD_SHUTDOWN_TIMEOUT", default_value = "20s")]
-    pub shutdown_timeout: String,
+    #[arg(long, env = "NLPD_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+}
+
+/// `--cache-policy`: `tinylfu` (also `tiny-lfu`) or `lru`, any case.
+pub(crate) fn parse_policy(s: &str) -> Result<Policy, String> {
+    s.parse()
 }
 
 /// The prediction store settings from the flags (`None`: `--database-url off`).
@@ -191,15 +206,12 @@ fn store_config(args: &Args) -> Result<Option<StoreConfig>> {
     nlpd_runtime::store::Backend::of(&url)
         .map_err(anyhow::Error::msg)
         .context("--database-url")?;
-    let flush_interval = parse_duration(&args.store_flush_interval)
-        .map_err(anyhow::Error::msg)
-        .context("--store-flush-interval")?;
     Ok(Some(StoreConfig {
         log_predictions: args.log_predictions,
         log_inputs: args.log_inputs,
         warm_cache: args.warm_cache,
         flush_rows: args.store_flush_rows.max(1),
-        flush_interval,
+        flush_interval: args.store_flush_interval,
         queue_rows: args.store_queue_rows.max(1),
         ..StoreConfig::new(url)
     }))
@@ -207,23 +219,10 @@ fn store_config(args: &Args) -> Result<Option<StoreConfig>> {
 
 /// The result cache settings from the flags (`None`: off).
 fn cache_config(args: &Args) -> Result<Option<CacheConfig>> {
-    let l1_bytes = parse_bytes(&args.cache_l1_bytes)
-        .map_err(anyhow::Error::msg)
-        .context("--cache-l1-bytes")?;
-    let policy: Policy = args
-        .cache_policy
-        .parse()
-        .map_err(anyhow::Error::msg)
-        .context("--cache-policy")?;
-    let ttl = parse_duration(&args.cache_ttl)
-        .map_err(anyhow::Error::msg)
-        .context("--cache-ttl")?;
+    let (l1_bytes, policy, ttl) = (args.cache_l1_bytes, args.cache_policy, args.cache_ttl);
     if ttl.is_zero() {
         bail!("--cache-ttl must be longer than 0 (turn the cache off with --cache-l1-bytes 0)");
     }
-    let cooldown = parse_duration(&args.redis_breaker_cooldown)
-        .map_err(anyhow::Error::msg)
-        .context("--redis-breaker-cooldown")?;
     let redis = match args.redis_url.as_deref().map(str::trim) {
         None | Some("") => None,
         Some(url) => {
@@ -235,7 +234,7 @@ fn cache_config(args: &Args) -> Result<Option<CacheConfig>> {
                 prefix: args.cache_prefix.clone(),
                 timeout: Duration::from_millis(args.redis_timeout_ms),
                 breaker_failures: args.redis_breaker_failures.max(1),
-                breaker_cooldown: cooldown,
+                breaker_cooldown: args.redis_breaker_cooldown,
             })
         }
     };
@@ -248,54 +247,6 @@ fn cache_config(args: &Args) -> Result<Option<CacheConfig>> {
         ttl,
         redis,
     }))
-}
-
-/// Before clap parses: a `--config` TOML file becomes NLPD_* variables (never overriding ones
-/// already set), so flags > environment > file.
-pub fn apply_config_file() -> Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let path = args
-        .iter()
-        .position(|a| a == "--config")
-        .and_then(|i| args.get(i + 1).cloned())
-        .or_else(|| {
-            args.iter()
-                .find_map(|a| a.strip_prefix("--config=").map(str::to_string))
-        })
-        .or_else(|| std::env::var("NLPD_CONFIG").ok());
-    let Some(path) = path else { return Ok(()) };
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read config file {path}"))?;
-    let table: toml::Table = text
-        .parse()
-        .with_context(|| format!("config file {path} is not valid TOML"))?;
-    for (key, value) in table {
-        let var = match key.as_str() {
-            "model" | "models" => "NLPD_MODELS".to_string(),
-            "default-model" | "default-models" => "NLPD_DEFAULT_MODELS".to_string(),
-            "default-prompt" | "default-prompts" => "NLPD_DEFAULT_PROMPTS".to_string(),
-            "api-key" | "api-keys" => "NLPD_API_KEYS".to_string(),
-            k => format!("NLPD_{}", k.replace('-', "_").to_ascii_uppercase()),
-        };
-        let text = match value {
-            toml::Value::String(s) => s,
-            toml::Value::Array(a) => a
-                .iter()
-                .map(|v| {
-                    v.as_str()
-                        .map(str::to_string)
-                        .unwrap_or_else(|| v.to_string())
-                })
-                .collect::<Vec<_>>()
-                .join(","),
-            other => other.to_string(),
-        };
-        if std::env::var_os(&var).is_none() {
-            // SAFETY: called at the start of main, before any other thread exists.
-            unsafe { std::env::set_var(&var, text) };
-        }
-    }
-    Ok(())
 }
 
 fn model_specs(args: &Args, models_dir: &Path) -> Result<Vec<ModelSpec>> {
@@ -372,18 +323,11 @@ pub fn run(args: Args, models_dir: &Path) -> Result<usize> {
             .with_context(|| format!("--default-model `{d}`: expected TASK=NAME"))?;
         defaults.insert(task.to_string(), name.to_string());
     }
-    let budget = args
-        .memory_budget
-        .as_deref()
-        .map(parse_bytes)
-        .transpose()
-        .map_err(anyhow::Error::msg)
-        .context("--memory-budget")?;
-    let max_request_bytes = parse_bytes(&args.max_request_bytes)
-        .map_err(anyhow::Error::msg)
-        .context("--max-request-bytes")? as usize;
-    if !(args.request_timeout > 0.0 && args.request_timeout.is_finite()) {
-        bail!("--request-timeout must be a positive number of seconds");
+    let budget = args.memory_budget;
+    let max_request_bytes = usize::try_from(args.max_request_bytes)
+        .context("--max-request-bytes is larger than this machine's address space")?;
+    if args.request_timeout.is_zero() {
+        bail!("--request-timeout must be longer than 0");
     }
     if let Some(r) = args.rate_limit {
         if !(r > 0.0 && r.is_finite()) {
@@ -418,19 +362,11 @@ pub fn run(args: Args, models_dir: &Path) -> Result<usize> {
         api_keys: keys,
         max_request_bytes,
         max_inputs_per_request: args.max_inputs_per_request.max(1),
-        request_timeout: Duration::from_secs_f64(args.request_timeout),
+        request_timeout: args.request_timeout,
         rate_limit: args.rate_limit,
-        evidence_refresh: Some(
-            parse_duration(&args.evidence_refresh)
-                .map_err(anyhow::Error::msg)
-                .context("--evidence-refresh")?,
-        ),
-        shutdown_delay: parse_duration(&args.shutdown_delay)
-            .map_err(anyhow::Error::msg)
-            .context("--shutdown-delay")?,
-        shutdown_timeout: parse_duration(&args.shutdown_timeout)
-            .map_err(anyhow::Error::msg)
-            .context("--shutdown-timeout")?,
+        evidence_refresh: Some(args.evidence_refresh),
+        shutdown_delay: args.shutdown_delay,
+        shutdown_timeout: args.shutdown_timeout,
         ..ServerConfig::default()
     };
     tracing::info!(
@@ -438,12 +374,12 @@ pub fn run(args: Args, models_dir: &Path) -> Result<usize> {
         max_batch_tokens = batch.max_batch_tokens, max_batch_size = batch.max_batch_size,
         max_wait_us = args.max_wait_us, max_queue = batch.max_queue, api_keys = config.api_keys.len(),
         max_input_tokens = ?args.max_input_tokens, max_request_bytes, max_inputs_per_request = config.max_inputs_per_request,
-        request_timeout_s = args.request_timeout, "effective configuration (API keys redacted)"
+        request_timeout_s = args.request_timeout.as_secs_f64(), "effective configuration (API keys redacted)"
     );
     eprintln!("nlpd: configuration: backend={} quantize={} host={} port={} preload={} memory_budget={} max_batch_tokens={} max_batch_size={} max_wait_us={} max_queue={} api_keys={} max_input_tokens={} max_request_bytes={} max_inputs_per_request={} request_timeout={}s rate_limit={} shutdown_delay={}s shutdown_timeout={}s",
         args.engine.backend.as_str(), args.engine.quantize.as_str(), args.host, args.port, args.preload, budget.map(|b| b.to_string()).unwrap_or_else(|| "none".into()), batch.max_batch_tokens, batch.max_batch_size,
         args.max_wait_us, batch.max_queue, if config.api_keys.is_empty() { "none".to_string() } else { format!("{} (redacted)", config.api_keys.len()) },
-        args.max_input_tokens.map(|n| n.to_string()).unwrap_or_else(|| "model limit".into()), max_request_bytes, config.max_inputs_per_request, args.request_timeout,
+        args.max_input_tokens.map(|n| n.to_string()).unwrap_or_else(|| "model limit".into()), max_request_bytes, config.max_inputs_per_request, args.request_timeout.as_secs_f64(),
         args.rate_limit.map(|r| format!("{r}/s per client")).unwrap_or_else(|| "none".into()),
         config.shutdown_delay.as_secs_f64(), config.shutdown_timeout.as_secs_f64());
     match &cache {

@@ -84,7 +84,7 @@ pub struct Args {
     #[arg(long, env = "NLPD_TRAIN_CACHE")]
     cache: Option<PathBuf>,
     #[command(flatten)]
-    engine: EngineArgs,
+    pub engine: EngineArgs,
 }
 
 fn parse_head(s: &str) -> Result<HeadType, String> {

@@ -46,7 +46,7 @@ pub struct Args {
     #[arg(long, env = "NLPD_VERIFY_PASSAGE_TOKENS", default_value_t = DEFAULT_PASSAGE_TOKENS)]
     passage_tokens: usize,
     #[command(flatten)]
-    engine: EngineArgs,
+    pub engine: EngineArgs,
 }
 
 fn parse_prompt(s: &str) -> Result<JudgePrompt, String> {
