@@ -8,7 +8,8 @@ that nlpd serves is called and its parsed result checked: feature-extraction, se
 text-classification (top_k, function_to_apply), token-classification (aggregation_strategy) and
 text-generation (plain, details, streamed, and the retry without unsupported parameters); its
 chat_completion (which posts to the OpenAI route under the URL); then TEI's /similarity and
-/decode, and the errors. Prints one line per check and exits non-zero with a
+/decode, the errors, and the timing headers of the raw answers (urllib: the client hides
+headers). Prints one line per check and exits non-zero with a
 clear message on the first failure. Run by crates/cli/tests/hf_client.rs; the venv comes from
 scripts/test-venv.sh.
 """
@@ -244,6 +245,24 @@ def check_errors(url: str) -> str:
     return ", ".join(out)
 
 
+def check_timing_headers(url: str) -> str:
+    """The raw answers of what InferenceClient posts carry the timing headers (whole ms)."""
+    out = []
+    for path, body in [
+        ("/", {"inputs": ["timing headers, feature extraction"]}),
+        (f"/models/{SENTIMENT}", {"inputs": "timing headers, text classification"}),
+        (f"/models/{GENERATOR}", {"inputs": "Hello", "parameters": {"max_new_tokens": 3, "seed": 11}}),
+    ]:
+        req = urllib.request.Request(url + path, data=json.dumps(body).encode(), headers={"content-type": "application/json"})
+        with urllib.request.urlopen(req, timeout=120) as r:
+            ensure(r.status == 200, f"{path}: {r.status}")
+            ms = {h: r.headers.get(h) for h in ("x-queue-time", "x-tokenize-time", "x-inference-time", "x-total-time")}
+        ensure(all(v is not None and v.isdigit() for v in ms.values()), f"{path}: {ms}")
+        ensure(int(ms["x-inference-time"]) <= int(ms["x-total-time"]), f"{path}: {ms}")
+        out.append(f"{path} {ms['x-total-time']} ms")
+    return ", ".join(out)
+
+
 CHECKS = [
     check_feature_extraction,
     check_feature_extraction_async,
@@ -256,6 +275,7 @@ CHECKS = [
     check_chat_completion,
     check_tei_similarity_and_decode,
     check_errors,
+    check_timing_headers,
 ]
 
 

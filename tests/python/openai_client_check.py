@@ -170,6 +170,84 @@ def check_invalid(client: openai.OpenAI) -> str:
     raise CheckFailed("messages=[] was accepted, expected a 400/422 error")
 
 
+TIMING = ("x-queue-time", "x-tokenize-time", "x-inference-time", "x-total-time")
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+
+def timing_ms(headers, names=TIMING) -> dict:
+    """The timing headers (whole milliseconds) of a raw response, each required."""
+    out = {}
+    for h in names:
+        v = headers.get(h)
+        ensure(v is not None and v.isdigit(), f"{h}={v!r}, expected whole milliseconds")
+        out[h] = int(v)
+    return out
+
+
+def check_timing_and_trace_headers(client: openai.OpenAI) -> str:
+    trace = {"traceparent": f"00-{TRACE_ID}-00f067aa0ba902b7-01"}
+    raw = client.embeddings.with_raw_response.create(model="text-embedding-3-small", input="timing headers", extra_headers=trace)
+    strict(raw.parse())
+    emb = timing_ms(raw.headers)
+    tp = raw.headers.get("traceparent", "")
+    ensure(tp.startswith(f"00-{TRACE_ID}-") and not tp.endswith("-00f067aa0ba902b7-01"), f"traceparent={tp!r}")
+    # CHAT ran in check d: from the result cache, no model time; computed again without it.
+    raw = client.chat.completions.with_raw_response.create(**CHAT)
+    strict(raw.parse())
+    hit = timing_ms(raw.headers)
+    ensure(hit["x-inference-time"] == 0 and hit["x-queue-time"] == 0, f"a cached chat completion: {hit}")
+    raw = client.chat.completions.with_raw_response.create(**CHAT, extra_body={"cache": False})
+    strict(raw.parse())
+    chat = timing_ms(raw.headers)
+    ensure(chat["x-inference-time"] >= 1, f"a chat completion took {chat['x-inference-time']} ms of inference")
+    # A stream's headers leave when the model takes the request: no inference time yet.
+    with client.chat.completions.with_streaming_response.create(**CHAT, stream=True) as raw:
+        streamed = timing_ms(raw.headers, ("x-queue-time", "x-tokenize-time", "x-total-time"))
+        ensure("x-inference-time" not in raw.headers, "a stream carries x-inference-time")
+        ensure(sum(1 for _ in raw.iter_lines()) > 0, "empty stream")
+    return f"embeddings {emb}, chat {chat}, stream {streamed}, traceparent {tp}"
+
+
+PERSON = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "maxLength": 40},
+        "role": {"type": "string", "enum": ["admin", "editor", "viewer"]},
+        "skills": {"type": "array", "items": {"type": "string", "maxLength": 24}, "minItems": 1, "maxItems": 3},
+        "address": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 30}},
+                    "required": ["city"], "additionalProperties": False},
+    },
+    "required": ["name", "role", "skills", "address"],
+    "additionalProperties": False,
+}
+
+
+def check_structured_output(client: openai.OpenAI) -> str:
+    import jsonschema  # pinned in tests/python/requirements.txt (kubernetes-validate's closure)
+
+    resp = strict(client.chat.completions.create(
+        model="anything",
+        messages=[{"role": "user", "content": "Describe a fictional software engineer as JSON."}],
+        max_tokens=200,
+        temperature=0,
+        response_format={"type": "json_schema", "json_schema": {"name": "person", "schema": PERSON, "strict": True}},
+    ))
+    c = resp.choices[0]
+    ensure(c.finish_reason == "stop", f"finish_reason={c.finish_reason!r}: {c.message.content!r}")
+    value = json.loads(c.message.content)
+    jsonschema.validate(value, PERSON)
+    try:
+        client.chat.completions.create(
+            model="anything", messages=[{"role": "user", "content": "hi"}],
+            response_format={"type": "json_schema", "json_schema": {"name": "bad", "schema": {"type": "nonsense"}}},
+        )
+        raise CheckFailed("an invalid schema was accepted")
+    except openai.BadRequestError as e:
+        param = e.body.get("param") if isinstance(e.body, dict) else None
+        ensure(param == "response_format.json_schema.schema", f"param={param!r}: {e.body}")
+    return f"{resp.usage.completion_tokens} tokens validate against the schema: {c.message.content[:60]!r}"
+
+
 def main() -> int:
     if len(sys.argv) != 2:
         print("usage: openai_client_check.py BASE_URL   (e.g. http://127.0.0.1:8080)", file=sys.stderr)
@@ -188,6 +266,8 @@ def main() -> int:
         ("f completion", lambda: check_completions(client)),
         ("g models.list", lambda: check_models(client)),
         ("h invalid request", lambda: check_invalid(client)),
+        ("i timing and trace headers", lambda: check_timing_and_trace_headers(client)),
+        ("j structured output (response_format json_schema)", lambda: check_structured_output(client)),
     ]
     for name, fn in checks:
         try:

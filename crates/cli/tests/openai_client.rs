@@ -1,7 +1,8 @@
 //! The official `openai` Python client, unchanged, against the real `nlpd serve`: embeddings
 //! (base64 and float, batches, `dimensions`), chat completions (plain and streamed), completions,
-//! the model list and an error. The checks live in tests/python/openai_client_check.py; the
-//! client is pinned in tests/python/requirements.txt and installed by scripts/test-venv.sh.
+//! the model list, structured output (`response_format` with a JSON schema) and an error. The
+//! checks live in tests/python/openai_client_check.py; the client is pinned in
+//! tests/python/requirements.txt and installed by scripts/test-venv.sh.
 //! The server is stopped with SIGTERM at the end and must shut down cleanly (exit 0).
 
 mod common;

@@ -7,6 +7,7 @@ use crate::config::BatchConfig;
 use crate::error::{Result, RuntimeError};
 use crate::metrics as m;
 use crate::stats::{Stage, Stats};
+use crate::timing::{RequestTiming, RunTimes};
 use nlpd_engine::{Encoded, EncoderModel, EncoderOp, OpOutput, TextTokenizer};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -33,7 +34,16 @@ struct Job {
     deadline: Instant,
     enqueued: Instant,
     /// The result, with the item's encoding handed back (callers need its offsets).
-    reply: oneshot::Sender<Result<(Encoded, OpOutput)>>,
+    reply: oneshot::Sender<Result<Done>>,
+}
+
+/// An item's result, when it was queued, and when the forward pass that ran it began and ended.
+struct Done {
+    enc: Encoded,
+    out: OpOutput,
+    enqueued: Instant,
+    started: Instant,
+    ended: Instant,
 }
 
 /// What the rest of the runtime knows of a loaded encoder (the model itself lives on its thread).
@@ -45,6 +55,8 @@ pub struct EncoderInfo {
     pub family: nlpd_engine::Family,
     pub architecture: String,
     pub backend: &'static str,
+    /// The kernel running the linear layers (its precision: [`nlpd_engine::Kernel::precision`]).
+    pub kernel: nlpd_engine::Kernel,
 }
 
 /// A loaded encoder and its queue.
@@ -76,6 +88,7 @@ impl EncoderHandle {
             family: model.config().family,
             architecture: model.config().architecture.clone(),
             backend: model.backend_name(),
+            kernel: model.kernel(),
         };
         let (tx, rx) = mpsc::channel();
         let depth = Arc::new(AtomicUsize::new(0));
@@ -109,7 +122,8 @@ impl EncoderHandle {
     }
 
     /// Queues every input of one request (all or none: a full queue refuses the whole request with
-    /// 429) and waits for the results (each with its encoding back), in input order.
+    /// 429) and waits for the results (each with its encoding back), in input order. The run's
+    /// queue and inference times go to the current request's [`RequestTiming`], if any.
     pub async fn run(
         &self,
         encs: Vec<Encoded>,
@@ -162,10 +176,16 @@ impl EncoderHandle {
                 receivers.push(rx);
             }
         }
+        let timing = RequestTiming::current();
+        let mut times = RunTimes::default();
         let mut out = Vec::with_capacity(n);
         for rx in receivers {
             match rx.await {
-                Ok(r) => out.push(r?),
+                Ok(r) => {
+                    let d = r?;
+                    times.input(d.enqueued, d.started, d.ended);
+                    out.push((d.enc, d.out));
+                }
                 Err(_) => {
                     return Err(RuntimeError::Internal(format!(
                         "worker of `{}` stopped",
@@ -173,6 +193,9 @@ impl EncoderHandle {
                     )))
                 }
             }
+        }
+        if let Some(t) = timing {
+            times.record(&t);
         }
         Ok(out)
     }
@@ -363,6 +386,15 @@ impl Worker {
 
     fn execute(&self, batch: Vec<Job>) {
         let start = Instant::now();
+        let reply = |j: Job, out: Result<OpOutput>, ended: Instant| {
+            let _ = j.reply.send(out.map(|out| Done {
+                enqueued: j.enqueued,
+                started: start,
+                ended,
+                enc: j.enc,
+                out,
+            }));
+        };
         let tokens = batch.iter().map(|j| j.enc.len()).max().unwrap_or(0) * batch.len();
         for j in &batch {
             let waited = start.duration_since(j.enqueued);
@@ -371,7 +403,8 @@ impl Worker {
         }
         let items: Vec<(&Encoded, &EncoderOp)> = batch.iter().map(|j| (&j.enc, &j.op)).collect();
         let result = self.model.run_batch(&items);
-        let took = start.elapsed();
+        let ended = Instant::now();
+        let took = ended.duration_since(start);
         m::stage(m::INFERENCE_DURATION, &self.name, took);
         metrics::histogram!(m::BATCH_SIZE, "model" => self.name.clone()).record(batch.len() as f64);
         metrics::histogram!(m::BATCH_TOKENS, "model" => self.name.clone()).record(tokens as f64);
@@ -381,7 +414,7 @@ impl Worker {
             Ok(outs) => {
                 for (j, o) in batch.into_iter().zip(outs) {
                     self.stats.stage(j.task, &self.name, Stage::Inference, took);
-                    let _ = j.reply.send(Ok((j.enc, o)));
+                    reply(j, Ok(o), ended);
                 }
             }
             Err(_) if n > 1 => {
@@ -396,7 +429,7 @@ impl Worker {
                                 RuntimeError::Internal("no output for an item".into())
                             })
                         });
-                    let _ = j.reply.send(r.map(|o| (j.enc, o)));
+                    reply(j, r, Instant::now());
                 }
             }
             Err(e) => {

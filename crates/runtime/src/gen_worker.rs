@@ -4,6 +4,7 @@
 use crate::error::{Result, RuntimeError};
 use crate::metrics as m;
 use crate::stats::{Stage, Stats};
+use crate::timing::RequestTiming;
 use nlpd_engine::generate::{
     ChatMessage, FinishReason, GenModel, GenerateOptions, Generation, JudgePrompt, NliJudge,
 };
@@ -42,6 +43,8 @@ enum Job {
         deadline: Instant,
         enqueued: Instant,
         events: tmpsc::UnboundedSender<GenEvent>,
+        /// The record of the request (queue, tokenize, inference), filled before `Started`.
+        timing: Option<Arc<RequestTiming>>,
     },
     Logits {
         input: GenInput,
@@ -53,6 +56,7 @@ enum Job {
         deadline: Instant,
         enqueued: Instant,
         reply: oneshot::Sender<Result<Vec<[f32; 3]>>>,
+        timing: Option<Arc<RequestTiming>>,
     },
 }
 
@@ -122,7 +126,9 @@ impl GeneratorHandle {
         }
     }
 
-    /// Starts a generation; events arrive on the returned channel (dropping it cancels).
+    /// Starts a generation; events arrive on the returned channel (dropping it cancels). The
+    /// current request's [`RequestTiming`], if any, gets the queue wait and the tokenize time
+    /// before `Started` is sent, and the inference time before `Done`.
     pub fn generate(
         &self,
         input: GenInput,
@@ -138,6 +144,7 @@ impl GeneratorHandle {
             deadline,
             enqueued: Instant::now(),
             events,
+            timing: RequestTiming::current(),
         })?;
         Ok(rx)
     }
@@ -163,6 +170,7 @@ impl GeneratorHandle {
             deadline,
             enqueued: Instant::now(),
             reply,
+            timing: RequestTiming::current(),
         })?;
         rx.await
             .map_err(|_| RuntimeError::Internal(format!("worker of `{}` stopped", self.name)))?
@@ -229,8 +237,12 @@ fn run(
                 deadline,
                 enqueued,
                 reply,
+                timing,
             } => {
                 let start = Instant::now();
+                if let Some(t) = &timing {
+                    t.add_queue(start.duration_since(enqueued));
+                }
                 stats.stage("nli", &name, Stage::Queue, start.duration_since(enqueued));
                 m::stage(m::QUEUE_DURATION, &name, start.duration_since(enqueued));
                 let result = if reply.is_closed() {
@@ -242,6 +254,10 @@ fn run(
                 let took = start.elapsed();
                 stats.stage("nli", &name, Stage::Inference, took);
                 m::stage(m::INFERENCE_DURATION, &name, took);
+                if let Some(t) = &timing {
+                    // The judge tokenizes its prompts inside its passes: all of it is inference.
+                    t.add_inference(took);
+                }
                 let _ = reply.send(result);
             }
             Job::Logits { input, reply } => {
@@ -256,8 +272,12 @@ fn run(
                 deadline,
                 enqueued,
                 events,
+                timing,
             } => {
                 let start = Instant::now();
+                if let Some(t) = &timing {
+                    t.add_queue(start.duration_since(enqueued));
+                }
                 stats.stage(task, &name, Stage::Queue, start.duration_since(enqueued));
                 m::stage(m::QUEUE_DURATION, &name, start.duration_since(enqueued));
                 if events.is_closed() {
@@ -266,7 +286,12 @@ fn run(
                     metrics::counter!(m::DROPPED, "model" => name.clone()).increment(1);
                     let _ = events.send(GenEvent::Failed(RuntimeError::DeadlineExceeded));
                 } else {
-                    let result = prompt_ids(&model, &input).and_then(|ids| {
+                    let ids = prompt_ids(&model, &input);
+                    let tokenized = Instant::now();
+                    if let Some(t) = &timing {
+                        t.add_tokenize(tokenized.duration_since(start));
+                    }
+                    let result = ids.and_then(|ids| {
                         let _ = events.send(GenEvent::Started {
                             prompt_tokens: ids.len(),
                         });
@@ -279,6 +304,9 @@ fn run(
                     let took = start.elapsed();
                     stats.stage(task, &name, Stage::Inference, took);
                     m::stage(m::INFERENCE_DURATION, &name, took);
+                    if let Some(t) = &timing {
+                        t.add_inference(tokenized.elapsed());
+                    }
                     let _ = events.send(match result {
                         Ok(g)
                             if g.finish_reason == FinishReason::Cancelled

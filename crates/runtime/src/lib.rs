@@ -18,6 +18,7 @@ pub mod shared_head;
 pub mod spec;
 pub mod stats;
 pub mod store;
+pub mod timing;
 
 pub use cache::{Cache, CacheConfig};
 pub use config::BatchConfig;
@@ -30,3 +31,4 @@ pub use shared_head::SharedHead;
 pub use spec::{ModelKind, ModelSpec};
 pub use stats::Stats;
 pub use store::{Store, StoreConfig};
+pub use timing::RequestTiming;

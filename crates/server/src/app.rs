@@ -1,5 +1,5 @@
-//! The router, its middleware (auth, request metrics, limits, compression, CORS, request ids,
-//! tracing) and serving with graceful shutdown.
+//! The router, its middleware (auth, request metrics, timing headers, limits, compression, CORS,
+//! request ids, W3C trace context and tracing) and serving with graceful shutdown.
 
 use crate::error::ApiError;
 use crate::routes::{analyze, cohere, encode, evidence, generate, hf, ops, tei, verify};
@@ -138,12 +138,16 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), record))
+        .layer(middleware::from_fn(crate::timing::headers))
         .layer(DefaultBodyLimit::max(state.config.max_request_bytes))
         .layer(CompressionLayer::new())
+        // Permissive CORS exposes every response header (`*`): the timing headers and
+        // `traceparent` included.
         .layer(CorsLayer::permissive())
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(crate::trace_context::make_span))
+        .layer(middleware::from_fn(crate::trace_context::propagate))
         .with_state(state)
 }
 

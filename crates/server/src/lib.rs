@@ -13,6 +13,8 @@ pub mod pipeline;
 pub mod ratelimit;
 pub mod routes;
 pub mod state;
+pub mod timing;
+pub mod trace_context;
 pub mod types;
 
 pub use app::{app_state, router, serve};

@@ -5,12 +5,13 @@
 use serde_json::{json, Map, Value};
 
 mod cohere;
+mod headers;
 mod hf;
 mod verify;
 
 /// The whole document.
 pub fn spec() -> Value {
-    json!({
+    let mut spec = json!({
         "openapi": "3.1.0",
         "info": info(),
         "tags": tags(),
@@ -47,7 +48,9 @@ pub fn spec() -> Value {
             "responses": error_responses(),
             "schemas": schemas(),
         }
-    })
+    });
+    headers::apply(&mut spec);
+    spec
 }
 
 fn info() -> Value {
@@ -772,7 +775,26 @@ fn generation_schemas() -> Value {
         "ChatCompletionRequest": generation_request(&["messages"], json!({
             "model": model,
             "messages": {"type": "array", "items": sref("ChatMessage"), "minItems": 1},
+            "response_format": sref("ResponseFormat"),
         }), 256, 1.0, "Other OpenAI fields are accepted and ignored."),
+        "ResponseFormat": {
+            "type": "object", "required": ["type"],
+            "description": "Structured output, enforced during decoding: `text` (free text), `json_object` (any JSON object) or \
+                `json_schema` (a value valid against `json_schema.schema`). An invalid or unsupported schema is a 400 naming \
+                `response_format.json_schema.schema`. With `finish_reason: length` the JSON is incomplete.",
+            "properties": {
+                "type": {"type": "string", "enum": ["text", "json_object", "json_schema"]},
+                "json_schema": {
+                    "type": "object", "required": ["schema"],
+                    "properties": {
+                        "name": {"type": "string"},
+                        "description": {"type": "string"},
+                        "schema": {"type": ["object", "boolean"], "description": "A JSON Schema (local `$ref`s only)."},
+                        "strict": {"type": "boolean", "description": "Accepted; the schema is always enforced."},
+                    }
+                },
+            }
+        },
         "ChatCompletion": {
             "type": "object", "required": ["id", "object", "created", "model", "choices", "usage"],
             "properties": {
@@ -796,6 +818,7 @@ fn generation_schemas() -> Value {
         "CompletionRequest": generation_request(&["prompt"], json!({
             "model": model,
             "prompt": {"type": "string", "minLength": 1, "description": "A single string (arrays are refused)."},
+            "response_format": sref("ResponseFormat"),
         }), 16, 1.0, "Other OpenAI fields are accepted and ignored."),
         "Completion": {
             "type": "object", "required": ["id", "object", "created", "model", "choices", "usage"],
@@ -820,7 +843,8 @@ fn generation_schemas() -> Value {
             "code": {"type": "string", "minLength": 1, "description": "The code to explain."},
             "language": {"type": "string", "description": "The code's language, e.g. `rust` (helps the prompt)."},
             "detail": {"type": "string", "enum": ["brief", "detailed"], "default": "brief", "description": "How much to explain: what the code does, or its purpose, inputs and outputs, steps and edge cases (default max_tokens 512)."},
-        }), 256, 0.0, "`frequency_penalty` defaults to 0.2 here. Other fields are accepted and ignored."),
+        }), 256, 0.0, "`frequency_penalty` defaults to 0.2 here. `response_format` is refused (400) unless `text`. \
+            Other fields are accepted and ignored."),
         "ExplainResponse": {
             "type": "object", "required": ["explanation", "model", "finish_reason", "usage"],
             "properties": {"explanation": {"type": "string"}, "model": {"type": "string"}, "finish_reason": finish, "usage": sref("GenerationUsage")}
@@ -839,7 +863,7 @@ fn model_schemas() -> Value {
     json!({
         "ModelStatus": {
             "type": "object",
-            "required": ["id", "object", "owned_by", "name", "task", "kind", "architecture", "path", "dtype", "device", "loaded",
+            "required": ["id", "object", "owned_by", "name", "task", "kind", "architecture", "path", "dtype", "precision", "device", "loaded",
                 "bytes", "error", "last_used_ms", "requests", "queue_depth", "default_for"],
             "properties": {
                 "id": {"type": "string", "description": "Same as `name` (OpenAI shape)."},
@@ -850,8 +874,10 @@ fn model_schemas() -> Value {
                 "kind": {"type": "string", "enum": ["encoder", "generator"]},
                 "architecture": {"type": "string"},
                 "path": {"type": "string"},
-                "dtype": {"type": "string", "enum": ["f32", "int8", "gguf-quantized"]},
-                "backend": {"type": ["string", "null"], "description": "implementation running the loaded model (fast-bert, fast-bert-int8, candle-bert, candle-deberta-v2, candle-gguf); null until loaded"},
+                "dtype": {"type": "string", "enum": ["f32", "int8", "bf16", "gguf-quantized"], "description": "Same as `precision` (kept for existing clients)."},
+                "precision": {"type": "string", "enum": ["f32", "int8", "bf16", "gguf-quantized"], "description": "Precision of an encoder's linear layers: the loaded model's, else what --quantize asks for."},
+                "backend": {"type": ["string", "null"], "description": "implementation running the loaded model (fast-bert, fast-bert-int8, fast-bert-bf16, candle-bert, candle-deberta-v2, candle-gguf); null until loaded"},
+                "kernel": {"type": ["string", "null"], "description": "kernel running a loaded encoder's linear layers (amx-bf16, avx512-bf16, avx2-fma (bf16 widened), portable bf16 (scalar), amx-int8, avx512-vnni, portable int8 (no VNNI), avx512-f32 (packed), gemm crate (avx2-fma), candle) or candle-gguf; null until loaded"},
                 "device": {"type": "string", "enum": ["cpu"]},
                 "loaded": {"type": "boolean"},
                 "bytes": {"type": "integer", "minimum": 0, "description": "Weight bytes while loaded, else 0."},

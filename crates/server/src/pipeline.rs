@@ -247,6 +247,7 @@ impl Job<'_> {
             message: format!("tokenizer task failed: {e}"),
         })??;
         let took = t0.elapsed();
+        nlpd_runtime::timing::record_tokenize(took);
         m::stage(m::TOKENIZE_DURATION, self.name, took);
         self.state
             .stats()
@@ -297,6 +298,7 @@ pub async fn tokenize_texts(
     let name = state.registry.resolve(model, "embed")?;
     let handle = state.registry.encoder(&name).await?;
     let tokenizer = &handle.info.tokenizer;
+    let t0 = Instant::now();
     let mut out = Vec::with_capacity(texts.len());
     for (i, t) in texts.iter().enumerate() {
         let enc = tokenizer.encode(TextInput::Single(t), true, i)?;
@@ -314,6 +316,7 @@ pub async fn tokenize_texts(
             .collect();
         out.push(rows);
     }
+    nlpd_runtime::timing::record_tokenize(t0.elapsed());
     let served = Served {
         task: "tokenize",
         model: name,

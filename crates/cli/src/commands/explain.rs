@@ -53,6 +53,7 @@ pub fn run(args: Args, models_dir: &Path) -> Result<usize> {
         seed: args.seed,
         stop: args.stop.clone(),
         repeat_penalty: args.repeat_penalty,
+        constraint: None,
     };
     let mut out = Output::new();
     // Streamed text goes to stdout; the bar only shows for --input files with --json on a terminal.

@@ -1,5 +1,6 @@
 //! A quantized decoder LM loaded from GGUF, with its tokenizer and chat template.
 
+use super::constraint::{ConstrainedDecoder, ConstraintError, ConstraintVocab, OutputConstraint};
 use super::gguf_tokenizer::{meta_str, meta_u32, tokenizer_from_gguf};
 use super::stream::StopMatcher;
 use super::template::{ChatMessage, ChatTemplate};
@@ -9,6 +10,7 @@ use candle_core::{Device, Tensor};
 use candle_transformers::generation::{LogitsProcessor, Sampling};
 use candle_transformers::models::{quantized_llama, quantized_qwen2};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use tokenizers::Tokenizer;
 
 /// candle's quantized llama precomputes rotary tables for this many positions.
@@ -46,6 +48,9 @@ pub struct GenerateOptions {
     pub stop: Vec<String>,
     /// 1.0 = off.
     pub repeat_penalty: f32,
+    /// Structured output: the text must match this grammar (a JSON schema), enforced token by
+    /// token. `None`: free text.
+    pub constraint: Option<OutputConstraint>,
 }
 
 impl Default for GenerateOptions {
@@ -57,6 +62,7 @@ impl Default for GenerateOptions {
             seed: 299792458,
             stop: Vec::new(),
             repeat_penalty: 1.0,
+            constraint: None,
         }
     }
 }
@@ -139,6 +145,8 @@ pub struct GenModel {
     eos_ids: Vec<u32>,
     context_length: usize,
     device: Device,
+    /// The token trie and parser factory of structured output, built on first use.
+    constraint_vocab: Option<Arc<ConstraintVocab>>,
 }
 
 /// Finds the GGUF file: the path itself, or the single `.gguf` in a directory.
@@ -258,6 +266,7 @@ impl GenModel {
             eos_ids,
             context_length,
             device: device.clone(),
+            constraint_vocab: None,
         })
     }
 
@@ -367,6 +376,36 @@ impl GenModel {
         Ok(())
     }
 
+    /// The model's vocabulary for structured output (token bytes and llguidance's parser factory),
+    /// built on the first call and kept for the model's lifetime.
+    pub fn constraint_vocab(&mut self) -> Result<Arc<ConstraintVocab>> {
+        if let Some(v) = &self.constraint_vocab {
+            return Ok(v.clone());
+        }
+        let start = std::time::Instant::now();
+        let vocab = Arc::new(
+            ConstraintVocab::new(&self.tokenizer, &self.eos_ids)
+                .map_err(|e| EngineError::invalid_model(&self.path, e.to_string()))?,
+        );
+        tracing::debug!(
+            model = %self.path.display(),
+            took_ms = start.elapsed().as_millis() as u64,
+            "built the structured-output token trie"
+        );
+        self.constraint_vocab = Some(vocab.clone());
+        Ok(vocab)
+    }
+
+    /// A fresh decoder state for one generation under `constraint`.
+    pub fn constrained_decoder(
+        &mut self,
+        constraint: &OutputConstraint,
+    ) -> Result<ConstrainedDecoder> {
+        self.constraint_vocab()?
+            .decoder(constraint)
+            .map_err(constraint_err)
+    }
+
     /// Times a greedy run: the prompt in one forward pass (prefill), then exactly `steps` more
     /// tokens one at a time (decode), ignoring end-of-sequence tokens so runs are comparable.
     /// What the generation benchmark and the profiler measure.
@@ -428,6 +467,10 @@ impl GenModel {
         };
         let mut sampler = LogitsProcessor::from_sampling(opts.seed, sampling);
         let mut stops = StopMatcher::new(&opts.stop);
+        let mut constraint = match &opts.constraint {
+            Some(c) => Some(self.constrained_decoder(c)?),
+            None => None,
+        };
         self.weights.clear();
         let mut generated: Vec<u32> = Vec::new();
         let mut finish = FinishReason::Length;
@@ -446,10 +489,22 @@ impl GenModel {
             } else {
                 logits
             };
+            let logits = match constraint.as_mut() {
+                Some(c) => {
+                    let mut v = logits.to_vec1::<f32>()?;
+                    c.mask_logits(&mut v).map_err(constraint_err)?;
+                    Tensor::new(v, &self.device)?
+                }
+                None => logits,
+            };
             let next = sampler.sample(&logits)?;
+            // Under a constraint, end-of-sequence is only allowed once the output is complete.
             if self.eos_ids.contains(&next) {
                 finish = FinishReason::Stop;
                 break;
+            }
+            if let Some(c) = constraint.as_mut() {
+                c.commit(next).map_err(constraint_err)?;
             }
             generated.push(next);
             let (piece, hit) = stops.update(&self.decode(&generated)?);
@@ -458,6 +513,12 @@ impl GenModel {
                 break;
             }
             if hit {
+                finish = FinishReason::Stop;
+                break;
+            }
+            // A complete structured output allows nothing but end-of-sequence: stop without
+            // another forward pass.
+            if constraint.as_ref().is_some_and(|c| c.is_complete()) {
                 finish = FinishReason::Stop;
                 break;
             }
@@ -476,5 +537,17 @@ impl GenModel {
             prompt_tokens: prompt.len(),
             finish_reason: finish,
         })
+    }
+}
+
+/// Constraint failures inside a generation: a schema llguidance rejects only when the parser is
+/// built is the caller's input; anything else is internal.
+fn constraint_err(e: ConstraintError) -> EngineError {
+    match e {
+        ConstraintError::InvalidSchema(m) => EngineError::InvalidParameter {
+            param: "response_format",
+            message: m,
+        },
+        other => EngineError::internal(other.to_string()),
     }
 }

@@ -1,6 +1,8 @@
 //! Decoder language models from GGUF (llama family incl. SmolLM2, qwen2): tokenizer from metadata,
-//! chat templates, greedy and sampled decoding with stop strings and incremental output.
+//! chat templates, greedy and sampled decoding with stop strings and incremental output, and
+//! structured output (decoding constrained to a JSON schema).
 
+mod constraint;
 mod gguf_tokenizer;
 mod judge;
 mod llm;
@@ -9,6 +11,7 @@ mod prefill;
 mod stream;
 mod template;
 
+pub use constraint::{ConstrainedDecoder, ConstraintError, ConstraintVocab, OutputConstraint};
 pub use gguf_tokenizer::tokenizer_from_gguf;
 pub use judge::{nli_label_positions, JudgePrompt, NliJudge, NLI_LABELS};
 pub use llm::{FinishReason, GenModel, GenTiming, GenerateOptions, Generation, PrefixState};

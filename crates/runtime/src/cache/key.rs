@@ -210,6 +210,10 @@ pub fn generation_key(
         b.str(s);
     }
     b.u64(opts.repeat_penalty.to_bits() as u64);
+    // Only constrained generations hash the constraint: the keys of the others are unchanged.
+    if let Some(c) = &opts.constraint {
+        b.str("constraint").str(c.cache_key());
+    }
     b.finish()
 }
 
@@ -342,6 +346,34 @@ mod tests {
         ));
         assert!(!generation_is_deterministic(&a, false));
         assert!(generation_is_deterministic(&a, true));
+    }
+
+    #[test]
+    fn generation_keys_follow_the_output_constraint() {
+        use nlpd_engine::generate::OutputConstraint;
+        let msgs = vec![ChatMessage::new("user", "hi")];
+        let free = GenerateOptions::default();
+        let key = |o: &GenerateOptions| generation_key("g", "r", GenPrompt::Chat(&msgs), o);
+        let schema = |t: &str| {
+            let s = serde_json::json!({"type": "object", "properties": {"a": {"type": t}}});
+            Some(OutputConstraint::json_schema(&s).unwrap())
+        };
+        let ints = GenerateOptions {
+            constraint: schema("integer"),
+            ..free.clone()
+        };
+        let strs = GenerateOptions {
+            constraint: schema("string"),
+            ..free.clone()
+        };
+        let object = GenerateOptions {
+            constraint: Some(OutputConstraint::json_object().unwrap()),
+            ..free.clone()
+        };
+        assert_ne!(key(&free), key(&ints));
+        assert_ne!(key(&ints), key(&strs));
+        assert_ne!(key(&free), key(&object));
+        assert_eq!(key(&ints), key(&ints.clone()));
     }
 
     #[test]

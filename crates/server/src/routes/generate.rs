@@ -10,7 +10,9 @@ use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream};
-use nlpd_engine::generate::{ChatMessage, FinishReason, GenerateOptions, Generation};
+use nlpd_engine::generate::{
+    ChatMessage, FinishReason, GenerateOptions, Generation, OutputConstraint,
+};
 use nlpd_runtime::cache::{
     generation_is_deterministic, generation_key, CachedValue, GenPrompt, GenResult,
 };
@@ -112,8 +114,78 @@ impl Sampling {
             stop,
             // OpenAI's frequency_penalty (-2..2) maps onto a multiplicative repeat penalty.
             repeat_penalty: 1.0 + self.frequency_penalty.unwrap_or(0.0).max(0.0) / 2.0,
+            constraint: None,
         })
     }
+}
+
+/// OpenAI `response_format`: `text` (free text), `json_object` (any JSON object) or
+/// `json_schema` (a JSON value valid against `json_schema.schema`), enforced during decoding.
+#[derive(Deserialize, Clone)]
+pub struct ResponseFormat {
+    #[serde(rename = "type")]
+    kind: FormatKind,
+    json_schema: Option<JsonSchemaFormat>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+enum FormatKind {
+    Text,
+    JsonObject,
+    JsonSchema,
+}
+
+/// `response_format.json_schema`. `name`, `description` and `strict` are accepted as OpenAI
+/// defines them; the schema is always enforced (as with `strict: true`).
+#[derive(Deserialize, Clone)]
+#[allow(dead_code)]
+struct JsonSchemaFormat {
+    name: Option<String>,
+    description: Option<String>,
+    schema: Option<Value>,
+    strict: Option<bool>,
+}
+
+impl ResponseFormat {
+    /// The compiled constraint (`None` for `text`); a bad schema is a 400 naming the field.
+    fn constraint(&self) -> Result<Option<OutputConstraint>, ApiError> {
+        const SCHEMA: &str = "response_format.json_schema.schema";
+        match self.kind {
+            FormatKind::Text => Ok(None),
+            FormatKind::JsonObject => OutputConstraint::json_object()
+                .map(Some)
+                .map_err(|e| ApiError::Internal {
+                    message: format!("the json_object grammar: {e}"),
+                }),
+            FormatKind::JsonSchema => {
+                let Some(f) = &self.json_schema else {
+                    return Err(ApiError::bad(
+                        "response_format.json_schema",
+                        "`response_format.json_schema` is required when `type` is `json_schema`",
+                    ));
+                };
+                let Some(schema) = &f.schema else {
+                    return Err(ApiError::bad(SCHEMA, "`response_format.json_schema.schema` is required"));
+                };
+                OutputConstraint::json_schema(schema)
+                    .map(Some)
+                    .map_err(|e| ApiError::bad(SCHEMA, format!("invalid `{SCHEMA}`: {e}")))
+            }
+        }
+    }
+}
+
+/// The generation options of an OpenAI route, with `response_format` compiled into them.
+fn with_format(
+    mut opts: GenerateOptions,
+    format: Option<&ResponseFormat>,
+) -> Result<GenerateOptions, ApiError> {
+    opts.constraint = match format {
+        Some(f) => f.constraint()?,
+        None => None,
+    };
+    Ok(opts)
 }
 
 fn now_s() -> u64 {
@@ -147,7 +219,18 @@ pub(crate) async fn start(
     let name = st.registry.resolve(model, "generate")?;
     let handle = st.registry.generator(&name).await?;
     let (dl, _) = deadline(st, timeout_ms);
-    let rx = handle.generate(input, opts, task, dl)?;
+    let mut rx = handle.generate(input, opts, task, dl)?;
+    // The stream starts once the model took the request: its headers then carry the queue and
+    // tokenize times (crate::timing), and a failure before that is an HTTP error, not an event.
+    match rx.recv().await {
+        Some(GenEvent::Started { .. }) => {}
+        Some(GenEvent::Failed(e)) => return Err(e.into()),
+        _ => {
+            return Err(ApiError::Internal {
+                message: "the generation worker stopped before the generation started".into(),
+            })
+        }
+    }
     Ok((
         rx,
         Served {
@@ -394,6 +477,7 @@ pub struct ChatRequest {
     stream: bool,
     #[serde(default)]
     stream_options: StreamOptions,
+    response_format: Option<ResponseFormat>,
     #[serde(flatten)]
     sampling: Sampling,
 }
@@ -408,7 +492,7 @@ pub async fn chat_completions(
             "`messages` must not be empty",
         ));
     }
-    let opts = req.sampling.options(256, 1.0)?;
+    let opts = with_format(req.sampling.options(256, 1.0)?, req.response_format.as_ref())?;
     if !req.stream {
         let (g, served) = generate_once(
             &st,
@@ -469,6 +553,7 @@ pub struct CompletionRequest {
     stream: bool,
     #[serde(default)]
     stream_options: StreamOptions,
+    response_format: Option<ResponseFormat>,
     #[serde(flatten)]
     sampling: Sampling,
 }
@@ -483,7 +568,7 @@ pub async fn completions(
             "`prompt` must not be empty",
         ));
     }
-    let opts = req.sampling.options(16, 1.0)?;
+    let opts = with_format(req.sampling.options(16, 1.0)?, req.response_format.as_ref())?;
     if !req.stream {
         let (g, served) = generate_once(
             &st,
@@ -540,6 +625,8 @@ pub struct ExplainRequest {
     detail: Detail,
     #[serde(default)]
     stream: bool,
+    /// Refused unless `text`: an explanation is prose (structured output is on the OpenAI routes).
+    response_format: Option<Value>,
     #[serde(flatten)]
     sampling: Sampling,
 }
@@ -552,6 +639,16 @@ pub async fn explain(
         return Err(ApiError::unprocessable(
             "code",
             "`code` must be a non-empty string",
+        ));
+    }
+    if req
+        .response_format
+        .as_ref()
+        .is_some_and(|f| f["type"] != "text")
+    {
+        return Err(ApiError::bad(
+            "response_format",
+            "`response_format` is not supported by /v1/explain (its answer is prose); use /v1/chat/completions for structured output",
         ));
     }
     let mut sampling = req.sampling.clone();

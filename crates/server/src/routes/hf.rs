@@ -783,6 +783,7 @@ fn generation_options(
         seed,
         stop: p.stop.clone().unwrap_or_default(),
         repeat_penalty,
+        constraint: None,
     };
     Ok((opts, sampling.then_some(seed)))
 }
