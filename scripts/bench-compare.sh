@@ -50,10 +50,13 @@ RES="$OUT/results.jsonl"
 export RAYON_NUM_THREADS=$THREADS OMP_NUM_THREADS=$THREADS
 echo "bench-compare: building the engine benchmark (profile $PROFILE)" >&2
 cargo bench --profile "$PROFILE" -p nlpd-engine --bench encoder --no-run 2>&1 | tail -1 >&2
-for variant in "fast none packed" "fast none gemm" "fast int8 packed" "candle none packed"; do
+# bf16 twice where the CPU has AMX: its tile kernel, then AVX512-BF16 with AMX off (NLPD_AMX=off).
+for variant in "fast none packed on" "fast none gemm on" "fast int8 packed on" "fast bf16 packed on" \
+               "fast bf16 packed off" "candle none packed on"; do
   set -- $variant
-  echo "bench-compare: nlpd (backend $1, quantize $2, f32 kernel $3)" >&2
-  NLPD_F32_KERNEL=$3 cargo bench -q --profile "$PROFILE" -p nlpd-engine --bench encoder -- --model "$MODEL" \
+  if [ "$4" = off ] && ! grep -q amx_bf16 /proc/cpuinfo; then continue; fi
+  echo "bench-compare: nlpd (backend $1, quantize $2, f32 kernel $3, AMX $4)" >&2
+  NLPD_AMX=$4 NLPD_F32_KERNEL=$3 cargo bench -q --profile "$PROFILE" -p nlpd-engine --bench encoder -- --model "$MODEL" \
     --corpus "$CORPUS" --backend "$1" --quantize "$2" --batch "$BATCH" --repeat "$REPEAT" --json >> "$RES"
 done
 echo "bench-compare: Python peers" >&2

@@ -55,7 +55,9 @@ def main():
     ap.add_argument("--batch", default="1,8,32,128")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--engines", default="st,ort,ort-int8")
+    ap.add_argument("--engines", default="st,st-bf16,ort,ort-int8",
+                    help="st (fp32), st-bf16 (torch.autocast bf16: oneDNN runs AMX or AVX512-BF16 where "
+                         "the CPU has them), ort, ort-int8")
     a = ap.parse_args()
     batches = [int(x) for x in a.batch.split(",")]
     engines = a.engines.split(",")
@@ -84,6 +86,17 @@ def main():
                 return st(features)["sentence_embedding"]
 
         measure(f"sentence-transformers {__import__('sentence_transformers').__version__} (PyTorch {torch.__version__.split('+')[0]}, fp32)",
+                batches, plain, by_len, a.repeat, make, fwd, one, common)
+
+    if "st-bf16" in engines:
+        def make(idx):
+            return st.tokenize([texts[i] for i in idx])
+
+        def fwd(features):
+            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+                return st(features)["sentence_embedding"].float()
+
+        measure(f"sentence-transformers {__import__('sentence_transformers').__version__} (PyTorch {torch.__version__.split('+')[0]}, bf16 autocast)",
                 batches, plain, by_len, a.repeat, make, fwd, one, common)
 
     if "ort" in engines or "ort-int8" in engines:

@@ -300,6 +300,33 @@ fn models_list_and_info() {
     );
     assert_eq!(v["labels"].as_array().unwrap().len(), 7);
     assert_eq!(v["max_tokens"], 64);
+    assert_eq!(v["precision"], "f32");
+    assert!(v["kernel"].as_str().is_some(), "{v}");
+    // The precision and kernel --quantize bf16 would run on this CPU.
+    let out = nlpd(
+        &[
+            "models",
+            "info",
+            tiny.to_str().unwrap(),
+            "--quantize",
+            "bf16",
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["precision"], "bf16");
+    let kernel = v["kernel"].as_str().unwrap_or_default();
+    assert!(
+        [
+            "amx-bf16",
+            "avx512-bf16",
+            "avx2-fma (bf16 widened)",
+            "portable bf16 (scalar)"
+        ]
+        .contains(&kernel),
+        "{v}"
+    );
     let out = nlpd(&["models", "info", "nope"], "");
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("not a pack model"));
@@ -324,10 +351,13 @@ fn backend_and_quantize_flags_choose_the_encoder() {
     let fast = vec_of(&["embed"]);
     let candle = vec_of(&["embed", "--backend", "candle"]);
     let int8 = vec_of(&["embed", "--quantize", "int8"]);
+    let bf16 = vec_of(&["embed", "--quantize", "bf16"]);
     let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
     assert!(dot(&fast, &candle) > 0.99999, "fast vs candle");
     assert!(dot(&fast, &int8) > 0.99, "int8 vs f32");
     assert!(fast != int8, "int8 is a different computation");
+    assert!(dot(&fast, &bf16) > 0.999, "bf16 vs f32");
+    assert!(fast != bf16, "bf16 is a different computation");
     // Impossible combinations and unknown values are one clear line, not a panic.
     let out = nlpd(
         &["embed", "--backend", "candle", "--quantize", "int8"],
@@ -348,7 +378,7 @@ fn backend_and_quantize_flags_choose_the_encoder() {
     );
     let out = nlpd(&["embed", "--quantize", "int4"], input);
     assert!(
-        stderr(&out).contains("expected none or int8"),
+        stderr(&out).contains("expected none, int8 or bf16"),
         "{}",
         stderr(&out)
     );

@@ -102,12 +102,44 @@ fn minilm_embed_json_adds_up() {
     let doc = json(&out);
     assert_eq!(doc["task"], "embed", "{doc}");
     assert_eq!(doc["backend"], "fast-bert", "{doc}");
+    assert_eq!(doc["precision"], "f32", "{doc}");
+    assert!(doc["kernel"].as_str().is_some(), "{doc}");
     check(&doc, 96, 16);
     // The model's 90 MB of weights are resident after the load.
     let m = &doc["memory"];
     let loaded =
         m["rss_after_load_bytes"].as_u64().unwrap() - m["rss_before_load_bytes"].as_u64().unwrap();
     assert!(loaded > 50_000_000, "{m}");
+}
+
+#[test]
+fn bf16_names_its_precision_and_kernel() {
+    if common::pack("all-MiniLM-L6-v2").is_none() {
+        return;
+    }
+    let doc = json(&profile(&[
+        "--quantize",
+        "bf16",
+        "--limit",
+        "32",
+        "--batch",
+        "16",
+        "--json",
+    ]));
+    assert_eq!(doc["backend"], "fast-bert-bf16", "{doc}");
+    assert_eq!(doc["precision"], "bf16", "{doc}");
+    let kernel = doc["kernel"].as_str().unwrap_or_default();
+    assert!(
+        [
+            "amx-bf16",
+            "avx512-bf16",
+            "avx2-fma (bf16 widened)",
+            "portable bf16 (scalar)"
+        ]
+        .contains(&kernel),
+        "{doc}"
+    );
+    check(&doc, 32, 16);
 }
 
 #[test]
@@ -132,6 +164,10 @@ fn the_candle_path_is_split_by_layer_too() {
         "--json",
     ]));
     assert_eq!(doc["backend"], "candle-bert", "{doc}");
+    assert_eq!(
+        (&doc["precision"], &doc["kernel"]),
+        (&"f32".into(), &"candle".into())
+    );
     check(&doc, 3, 2);
 }
 

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo bench -p nlpd-engine --bench encoder -- --model models/all-MiniLM-L6-v2 \
-//!     [--corpus tests/data/bench_corpus.txt] [--backend fast|candle|auto] [--quantize int8]
+//!     [--corpus tests/data/bench_corpus.txt] [--backend fast|candle|auto] [--quantize int8|bf16]
 //!     [--batch 1,8,32,128] \
 //!     [--repeat 3] [--json]
 //! ```
@@ -91,13 +91,9 @@ fn main() {
         dimensions: None,
     };
     let threads = rayon::current_num_threads();
-    // NLPD_F32_KERNEL=gemm: the f32 layers stay on the gemm crate (the comparison row).
-    let engine = match std::env::var("NLPD_F32_KERNEL") {
-        Ok(k) if k == "gemm" && args.quantize == Quantize::None => {
-            format!("{} (gemm crate)", model.backend_name())
-        }
-        _ => model.backend_name().to_string(),
-    };
+    // The kernel names the comparison rows: `NLPD_F32_KERNEL=gemm` (the gemm crate's f32),
+    // `NLPD_AMX=off` (AVX512-BF16 / VNNI on an AMX CPU), `NLPD_BF16_KERNEL`.
+    let engine = format!("{} ({})", model.backend_name(), model.kernel());
     if !args.json {
         println!(
             "{} on {} ({} threads): {} sentences, {:.1} word pieces on average",

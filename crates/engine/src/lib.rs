@@ -20,9 +20,11 @@ pub use aggregate::{Entity, TokenLabel};
 pub use config::{EncoderConfig, Family, HeadKind};
 /// Dot product of two f32 slices with independent vector accumulators (the fast encoder's kernel).
 pub use encoder::fast::kernels::dot;
+pub use encoder::Kernel;
 pub use error::{EngineError, Result};
 pub use model::{
-    entities_of, l2_normalize, Aggregation, BackendKind, Classification, EmbedOptions,
-    EncoderModel, EncoderOp, EntityOutput, LoadOptions, OpOutput, Quantize, TokenPredictions,
+    entities_of, l2_normalize, planned_kernel, Aggregation, BackendKind, Classification,
+    EmbedOptions, EncoderModel, EncoderOp, EntityOutput, LoadOptions, OpOutput, Quantize,
+    TokenPredictions,
 };
 pub use tokenize::{Encoded, TextInput, TextTokenizer};

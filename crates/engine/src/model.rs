@@ -2,7 +2,7 @@
 
 use crate::aggregate::{aggregate_joined, tokens_none, Entity, TokenLabel, TokenView};
 use crate::config::{EncoderConfig, Family, HeadKind};
-use crate::encoder::{Batch, BertEncoder, DebertaEncoder, EncoderBackend, FastBert};
+use crate::encoder::{Batch, BertEncoder, DebertaEncoder, EncoderBackend, FastBert, Kernel};
 use crate::error::{EngineError, Result};
 use crate::heads::{sigmoid, softmax, SequenceHead, TokenHead};
 use crate::modeldir::EncoderDir;
@@ -55,6 +55,9 @@ pub enum Quantize {
     None,
     /// int8 weights per output channel, int8 activations per token (fast encoder only).
     Int8,
+    /// bf16 weights (rounded at load) and bf16 GEMM inputs, f32 sums; LayerNorm, softmax, GELU
+    /// and attention in f32 (fast encoder only; AVX512-BF16 where the CPU has it).
+    Bf16,
 }
 
 impl Quantize {
@@ -62,6 +65,7 @@ impl Quantize {
         Some(match s.to_ascii_lowercase().as_str() {
             "none" | "f32" | "fp32" | "off" => Quantize::None,
             "int8" | "i8" => Quantize::Int8,
+            "bf16" | "bfloat16" => Quantize::Bf16,
             _ => return None,
         })
     }
@@ -70,6 +74,15 @@ impl Quantize {
         match self {
             Quantize::None => "none",
             Quantize::Int8 => "int8",
+            Quantize::Bf16 => "bf16",
+        }
+    }
+
+    /// The precision's name as reported to users: `f32`, `int8` or `bf16`.
+    pub fn precision(self) -> &'static str {
+        match self {
+            Quantize::None => "f32",
+            other => other.as_str(),
         }
     }
 }
@@ -79,6 +92,39 @@ impl Quantize {
 pub struct LoadOptions {
     pub backend: BackendKind,
     pub quantize: Quantize,
+}
+
+/// Refuses option combinations no backend runs: int8 and bf16 need the fast encoder, which does
+/// not run DeBERTa-v2 models.
+fn check_options(family: Family, opts: &LoadOptions) -> Result<()> {
+    let low = opts.quantize != Quantize::None;
+    let q = opts.quantize.as_str();
+    let refuse = |option, message: String| Err(EngineError::IncompatibleOption { option, message });
+    match (family, opts.backend) {
+        (Family::DebertaV2, _) if low => refuse(
+            "quantize",
+            format!("{q} runs on the fast encoder, which does not run DeBERTa-v2 models"),
+        ),
+        (_, BackendKind::Candle) if low => refuse(
+            "quantize",
+            format!("{q} runs on the fast encoder; use backend auto or fast"),
+        ),
+        (Family::DebertaV2, BackendKind::Fast) => refuse(
+            "backend",
+            "the fast encoder does not run DeBERTa-v2 models; use auto or candle".into(),
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// The kernel a CPU load of a `family` model with `opts` runs, without loading it (for
+/// `nlpd models info`); the load's own refusal when it would fail.
+pub fn planned_kernel(family: Family, opts: &LoadOptions) -> Result<Kernel> {
+    check_options(family, opts)?;
+    Ok(match (family, opts.backend) {
+        (Family::DebertaV2, _) | (_, BackendKind::Candle) => Kernel::Candle,
+        _ => Kernel::fast(opts.quantize),
+    })
 }
 
 /// Options for embeddings.
@@ -279,27 +325,8 @@ impl EncoderModel {
             }
             other => other,
         };
+        check_options(c.family, opts)?;
         let backend: Box<dyn EncoderBackend> = match (c.family, opts.backend) {
-            (Family::DebertaV2, _) if opts.quantize == Quantize::Int8 => {
-                return Err(EngineError::InvalidParameter {
-                    param: "quantize",
-                    message: "int8 runs on the fast encoder, which does not run DeBERTa-v2 models"
-                        .into(),
-                })
-            }
-            (_, BackendKind::Candle) if opts.quantize == Quantize::Int8 => {
-                return Err(EngineError::InvalidParameter {
-                    param: "quantize",
-                    message: "int8 runs on the fast encoder; use backend auto or fast".into(),
-                })
-            }
-            (Family::DebertaV2, BackendKind::Fast) => {
-                return Err(EngineError::InvalidParameter {
-                    param: "backend",
-                    message: "the fast encoder does not run DeBERTa-v2 models; use auto or candle"
-                        .into(),
-                })
-            }
             (Family::DebertaV2, _) => Box::new(DebertaEncoder::load(&vb, c, root).map_err(wrap)?.0),
             (_, kind) => {
                 let bert = BertEncoder::load(&vb, c, root).map_err(wrap)?.0;
@@ -311,16 +338,33 @@ impl EncoderModel {
                 if fast {
                     let mut f = FastBert::from_candle(&bert)?;
                     drop(bert);
-                    if opts.quantize == Quantize::Int8 && !f.quantize_int8()? {
-                        tracing::warn!(
+                    match opts.quantize {
+                        Quantize::None => {}
+                        Quantize::Int8 => f.quantize_int8()?,
+                        Quantize::Bf16 => f.to_bf16()?,
+                    }
+                    match f.kernel() {
+                        Kernel::Int8Portable => tracing::warn!(
                             "int8: this CPU lacks AVX-512 VNNI; the portable int8 loop is slow"
-                        );
+                        ),
+                        Kernel::Bf16Avx2 => tracing::warn!(
+                            "bf16: this CPU lacks AVX512-BF16; the avx2-fma kernel (bf16 widened \
+                             to f32) gives bf16's results but is no faster than f32"
+                        ),
+                        Kernel::Bf16Portable => tracing::warn!(
+                            "bf16: this CPU has neither AVX512-BF16 nor AVX2; the portable bf16 \
+                             loop is slow"
+                        ),
+                        _ => {}
                     }
                     Box::new(f)
-                } else if opts.quantize == Quantize::Int8 {
-                    return Err(EngineError::InvalidParameter {
-                        param: "quantize",
-                        message: "int8 needs the fast encoder, which runs on the CPU only".into(),
+                } else if opts.quantize != Quantize::None {
+                    return Err(EngineError::IncompatibleOption {
+                        option: "quantize",
+                        message: format!(
+                            "{} needs the fast encoder, which runs on the CPU only",
+                            opts.quantize.as_str()
+                        ),
                     });
                 } else {
                     Box::new(bert)
@@ -366,6 +410,11 @@ impl EncoderModel {
 
     pub fn backend_name(&self) -> &'static str {
         self.backend.name()
+    }
+
+    /// The kernel running the encoder's linear layers (its precision is [`Kernel::precision`]).
+    pub fn kernel(&self) -> Kernel {
+        self.backend.kernel()
     }
 
     /// Lowers the token limit per input (never above the model's own).

@@ -52,7 +52,7 @@ fn a_forward_pass_allocates_per_batch_not_per_token() {
     let Some(dir) = pack_model("all-MiniLM-L6-v2") else {
         return;
     };
-    for quantize in [Quantize::None, Quantize::Int8] {
+    for quantize in [Quantize::None, Quantize::Int8, Quantize::Bf16] {
         let opts = LoadOptions {
             quantize,
             ..LoadOptions::default()

@@ -167,3 +167,52 @@ fn minilm_int8_stays_close_to_f32() {
         20 - same
     );
 }
+
+/// bf16 (weights rounded at load, GEMM inputs rounded per row, f32 sums; LayerNorm, softmax,
+/// GELU and attention in f32) against the sentence-transformers f32 goldens: cosine >= 0.999 on
+/// every golden text; the mean and worst are printed for docs/PERFORMANCE.md.
+#[test]
+fn minilm_bf16_stays_close_to_f32() {
+    use nlpd_engine::{Kernel, LoadOptions, Quantize};
+    let Some(dir) = pack_model("all-MiniLM-L6-v2") else {
+        return;
+    };
+    let g = read_json(&golden_dir().join("minilm/golden.json"));
+    let texts = strings(&g["texts"]);
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let m = EncoderModel::load_opts(
+        &dir,
+        &LoadOptions {
+            quantize: Quantize::Bf16,
+            ..LoadOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(m.backend_name(), "fast-bert-bf16");
+    let kernel = m.kernel();
+    assert_eq!(kernel.precision(), Quantize::Bf16);
+    assert_eq!(
+        kernel,
+        Kernel::fast(Quantize::Bf16),
+        "the CPU's best bf16 kernel"
+    );
+    let got = m.embed(&refs, &EmbedOptions::new()).unwrap();
+    let want = f32_rows(&g["embeddings"]);
+    assert_eq!(got.len(), want.len());
+    let cos: Vec<f32> = got.iter().zip(&want).map(|(a, b)| cosine(a, b)).collect();
+    let (worst, at) =
+        cos.iter().enumerate().fold(
+            (1.0f32, 0),
+            |(w, wi), (i, &c)| if c < w { (c, i) } else { (w, wi) },
+        );
+    let mean = cos.iter().sum::<f32>() / cos.len() as f32;
+    eprintln!(
+        "MiniLM bf16 ({kernel}) vs sentence-transformers on {} texts: mean cosine {mean:.6}, \
+         worst {worst:.6} (text {at})",
+        cos.len()
+    );
+    assert!(worst >= 0.999, "text {at}: cosine {worst} < 0.999");
+    // One text alone (each GEMM split over the cores by columns) equals it in a batch.
+    let alone = m.embed(&refs[..1], &EmbedOptions::new()).unwrap();
+    assert!(max_abs_diff(&alone[0], &got[0]) < 1e-5);
+}

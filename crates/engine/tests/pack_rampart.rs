@@ -135,3 +135,55 @@ fn rampart_int8_keeps_the_labels() {
     );
     assert!(share >= 0.97, "{same}/{total}");
 }
+
+/// bf16 on a token classifier: the share of token labels equal to f32's on the 30 golden
+/// sentences (f32's labels are onnxruntime's exactly: `rampart_matches_onnxruntime`) must be at
+/// least 99%, and the entity spans are printed; both for docs/PERFORMANCE.md.
+#[test]
+fn rampart_bf16_keeps_the_labels() {
+    use nlpd_engine::{LoadOptions, Quantize};
+    let Some(dir) = pack_model("rampart-pii-ner") else {
+        return;
+    };
+    let g = read_json(&golden_dir().join("rampart/golden.json"));
+    let model = EncoderModel::load_opts(
+        &dir,
+        &LoadOptions {
+            quantize: Quantize::Bf16,
+            ..LoadOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(model.backend_name(), "fast-bert-bf16");
+    let labels = model.labels().to_vec();
+    let texts = strings(&g["texts"]);
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let preds = model.token_predictions(&refs, true).unwrap();
+    let (mut same, mut total, mut spans_same) = (0usize, 0usize, 0usize);
+    for (i, p) in preds.iter().enumerate() {
+        let want = strings(&g["labels"][i]);
+        assert_eq!(p.label_ids().len(), want.len(), "tokens of text {i}");
+        for (l, w) in p.label_ids().iter().zip(&want) {
+            total += 1;
+            same += usize::from(&labels[*l] == w);
+        }
+        let spans = aggregate_simple(&texts[i], &p.views(&labels));
+        let want = g["entities"][i].as_array().unwrap();
+        let equal = spans.len() == want.len()
+            && spans.iter().zip(want).all(|(s, w)| {
+                s.label == w["label"].as_str().unwrap()
+                    && s.start == w["start"].as_u64().unwrap() as usize
+                    && s.end == w["end"].as_u64().unwrap() as usize
+            });
+        spans_same += usize::from(equal);
+    }
+    let share = same as f64 / total as f64;
+    eprintln!(
+        "Rampart bf16 ({}): {same}/{total} token labels equal f32's ({:.2}%); entity spans \
+         identical in {spans_same}/{} texts",
+        model.kernel(),
+        share * 100.0,
+        texts.len()
+    );
+    assert!(share >= 0.99, "{same}/{total}");
+}

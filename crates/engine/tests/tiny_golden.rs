@@ -307,3 +307,130 @@ fn limit_tokens_caps_inputs_below_the_model_limit() {
     model.limit_tokens(100_000).unwrap();
     assert_eq!(model.tokenizer().max_len(), 10);
 }
+
+/// Every output of a bf16 model (weights rounded at load, GEMM inputs rounded per row, f32
+/// sums) within this of transformers' f32 outputs: class probabilities of single texts and
+/// pairs, cross-encoder scores, token probabilities (absolute), and embeddings (mean pooling,
+/// unnormalized: relative to the row's largest value).
+const BF16_TOL: f32 = 2e-2;
+
+/// One BERT-style architecture's four tiny models in bf16 against the f32 goldens.
+fn bf16_all(arch: &str) {
+    use nlpd_engine::Quantize;
+    let load = |head: &str| {
+        let name = format!("{arch}-{head}");
+        let dir: PathBuf = golden_dir().join("tiny").join(&name);
+        let opts = LoadOptions {
+            quantize: Quantize::Bf16,
+            ..LoadOptions::default()
+        };
+        let model = EncoderModel::load_with(&dir, &candle_core::Device::Cpu, &opts)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(model.backend_name(), "fast-bert-bf16", "{name}");
+        (name, model, read_json(&dir.join("golden.json")))
+    };
+    let worst = |got: &[Vec<f32>], want: &[Vec<f32>]| {
+        assert_eq!(got.len(), want.len());
+        got.iter()
+            .zip(want)
+            .map(|(g, w)| max_abs_diff(g, w))
+            .fold(0f32, f32::max)
+    };
+    let mut report = Vec::new();
+    let (name, model, g) = load("base");
+    let t = texts(&g);
+    let refs: Vec<&str> = t.iter().map(String::as_str).collect();
+    let got = model.embed(&refs, &EmbedOptions::new()).unwrap();
+    let want = f32_rows(&g["mean"]);
+    let relative = got
+        .iter()
+        .zip(&want)
+        .map(|(g, w)| max_abs_diff(g, w) / w.iter().fold(0f32, |m, v| m.max(v.abs())))
+        .fold(0f32, f32::max);
+    report.push((name, "mean (relative)", relative));
+
+    let (name, model, g) = load("seqcls");
+    let t = texts(&g);
+    let inputs: Vec<TextInput> = t.iter().map(|s| TextInput::Single(s)).collect();
+    let out = model.classify(&inputs, true).unwrap();
+    let probs: Vec<Vec<f32>> = out.iter().map(|c| c.scores.clone()).collect();
+    report.push((name.clone(), "probs", worst(&probs, &f32_rows(&g["probs"]))));
+    let p = pairs(&g);
+    let inputs: Vec<TextInput> = p.iter().map(|(a, b)| TextInput::Pair(a, b)).collect();
+    let out = model.classify(&inputs, true).unwrap();
+    let probs: Vec<Vec<f32>> = out.iter().map(|c| c.scores.clone()).collect();
+    report.push((
+        name,
+        "pair_probs",
+        worst(&probs, &f32_rows(&g["pair_probs"])),
+    ));
+
+    let (name, model, g) = load("crossenc");
+    let p = pairs(&g);
+    let inputs: Vec<TextInput> = p.iter().map(|(a, b)| TextInput::Pair(a, b)).collect();
+    let out = model.classify(&inputs, true).unwrap();
+    let logits: Vec<Vec<f32>> = out.iter().map(|c| c.logits.clone()).collect();
+    report.push((
+        name,
+        "pair_logits",
+        worst(&logits, &f32_rows(&g["pair_logits"])),
+    ));
+
+    let (name, model, g) = load("tokcls");
+    let t = texts(&g);
+    let refs: Vec<&str> = t.iter().map(String::as_str).collect();
+    let preds = model.token_predictions(&refs, true).unwrap();
+    let mut w = 0f32;
+    for (i, p) in preds.iter().enumerate() {
+        w = w.max(worst(&p.probs, &f32_rows(&g["probs"][i])));
+    }
+    report.push((name, "token probs", w));
+
+    for (name, what, diff) in &report {
+        eprintln!("{name} bf16 {what}: max abs diff {diff:.2e} to f32");
+    }
+    for (name, what, diff) in report {
+        assert!(diff <= BF16_TOL, "{name} bf16 {what}: {diff} > {BF16_TOL}");
+    }
+}
+
+mod bf16 {
+    #[test]
+    fn bert() {
+        super::bf16_all("bert")
+    }
+    #[test]
+    fn roberta() {
+        super::bf16_all("roberta")
+    }
+    #[test]
+    fn xlm_roberta() {
+        super::bf16_all("xlm-roberta")
+    }
+    #[test]
+    fn distilbert() {
+        super::bf16_all("distilbert")
+    }
+}
+
+#[test]
+fn bf16_is_refused_where_the_fast_encoder_does_not_run() {
+    use nlpd_engine::Quantize;
+    for (model, backend) in [
+        ("deberta-v2-base", BackendKind::Auto),
+        ("bert-base", BackendKind::Candle),
+    ] {
+        let opts = LoadOptions {
+            backend,
+            quantize: Quantize::Bf16,
+        };
+        let dir = golden_dir().join("tiny").join(model);
+        let err = EncoderModel::load_with(&dir, &candle_core::Device::Cpu, &opts)
+            .err()
+            .expect("bf16 needs the fast encoder");
+        assert!(
+            err.to_string().contains("bf16 runs on the fast encoder"),
+            "{err}"
+        );
+    }
+}

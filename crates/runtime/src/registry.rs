@@ -11,7 +11,7 @@ use crate::shared_head::SharedHead;
 use crate::spec::{ModelKind, ModelSpec, TASKS};
 use crate::stats::Stats;
 use nlpd_engine::generate::GenModel;
-use nlpd_engine::{EncoderModel, EncoderOp, HeadKind, LoadOptions, Quantize, TextInput};
+use nlpd_engine::{EncoderModel, EncoderOp, HeadKind, LoadOptions, TextInput};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -63,10 +63,18 @@ pub struct ModelStatus {
     pub architecture: String,
     pub path: String,
     pub dtype: &'static str,
+    /// The precision of an encoder's linear layers (`f32`, `int8`, `bf16`: the loaded model's,
+    /// else what `--quantize` asks for) or `gguf-quantized`.
+    pub precision: &'static str,
     pub device: &'static str,
-    /// The implementation running a loaded model (`fast-bert`, `fast-bert-int8`, `candle-bert`,
-    /// `candle-deberta-v2`, `candle-gguf`); `null` until it is loaded.
+    /// The implementation running a loaded model (`fast-bert`, `fast-bert-int8`,
+    /// `fast-bert-bf16`, `candle-bert`, `candle-deberta-v2`, `candle-gguf`); `null` until it is
+    /// loaded.
     pub backend: Option<&'static str>,
+    /// The kernel running a loaded encoder's linear layers (`amx-bf16`, `avx512-bf16`,
+    /// `avx2-fma (bf16 widened)`, `avx512-vnni`, `avx512-f32 (packed)`, `candle`, ...) or
+    /// `candle-gguf`; `null` until it is loaded.
+    pub kernel: Option<&'static str>,
     pub loaded: bool,
     pub bytes: u64,
     pub error: Option<String>,
@@ -431,21 +439,30 @@ impl Registry {
                     State::Loaded(Loaded::Generator(_)) => Some("candle-gguf"),
                     _ => None,
                 };
+                let kernel = match &*state {
+                    State::Loaded(Loaded::Encoder(h)) => Some(h.info.kernel),
+                    _ => None,
+                };
+                let precision = match (e.spec.kind, kernel) {
+                    (ModelKind::Generator, _) => "gguf-quantized",
+                    (_, Some(k)) => k.precision().precision(),
+                    (_, None) => self.load_options.quantize.precision(),
+                };
                 ModelStatus {
                     name: e.spec.name.clone(),
                     task: e.spec.task.clone(),
                     kind: e.spec.kind,
                     architecture: e.spec.architecture.clone(),
                     path: e.spec.path.display().to_string(),
-                    dtype: if e.spec.kind == ModelKind::Generator {
-                        "gguf-quantized"
-                    } else if self.load_options.quantize == Quantize::Int8 {
-                        "int8"
-                    } else {
-                        "f32"
-                    },
+                    dtype: precision,
+                    precision,
                     device: "cpu",
                     backend,
+                    kernel: match (kernel, backend) {
+                        (Some(k), _) => Some(k.as_str()),
+                        (None, Some(b)) => Some(b),
+                        (None, None) => None,
+                    },
                     loaded,
                     bytes: if loaded { e.spec.bytes } else { 0 },
                     error,

@@ -445,6 +445,11 @@ async fn operations_routes() {
     assert_eq!(m["task"], "classify");
     assert_eq!(m["backend"], "fast-bert", "auto picks the fast CPU encoder");
     assert_eq!(m["dtype"], "f32");
+    assert_eq!(m["precision"], "f32");
+    assert!(
+        m["kernel"].as_str().is_some(),
+        "a loaded encoder names its kernel: {m}"
+    );
     s.post_json("/v1/classify", json!({"model": "tiny-cls", "inputs": "x"}))
         .await;
     let r = s.post("/v1/models/tiny-cls/unload", "").await;

@@ -33,9 +33,12 @@ pub struct EngineArgs {
     /// reference graph, for comparison).
     #[arg(long, env = "NLPD_BACKEND", default_value = "auto", value_parser = parse_backend)]
     pub backend: BackendKind,
-    /// Encoder precision: `none` (f32) or `int8` (int8 weights per channel and activations per
-    /// token, AVX-512 VNNI where the CPU has it; about 2x faster, cosine >= 0.99 to f32; fast
-    /// encoder only).
+    /// Encoder precision: `none` (f32), `int8` (int8 weights per channel and activations per
+    /// token, AMX-INT8 tiles or AVX-512 VNNI where the CPU has them; about 2x faster, cosine >=
+    /// 0.99 to f32) or `bf16` (bf16 weights and GEMM inputs, f32 sums, LayerNorm/softmax/GELU/
+    /// attention in f32; cosine >= 0.999 to f32; AMX-BF16 tiles or AVX512-BF16 where the CPU has
+    /// them, else AVX2+FMA widening bf16 to f32, which is correct but no faster than f32). int8 and bf16 run on the fast encoder only;
+    /// `nlpd models info` shows the kernel this CPU would run.
     #[arg(long, env = "NLPD_QUANTIZE", default_value = "none", value_parser = parse_quantize)]
     pub quantize: Quantize,
 }
@@ -54,7 +57,7 @@ fn parse_backend(s: &str) -> Result<BackendKind, String> {
 }
 
 fn parse_quantize(s: &str) -> Result<Quantize, String> {
-    Quantize::parse(s).ok_or_else(|| format!("`{s}`: expected none or int8"))
+    Quantize::parse(s).ok_or_else(|| format!("`{s}`: expected none, int8 or bf16"))
 }
 
 pub fn load_encoder(path: &Path, engine: &EngineArgs) -> Result<EncoderModel> {

@@ -15,10 +15,14 @@ pub enum Command {
         #[arg(long, env = "NLPD_JSON")]
         json: bool,
     },
-    /// What a model is: task, architecture, labels, token limit, pooling (a path or a pack name).
+    /// What a model is: task, architecture, labels, token limit, pooling (a path or a pack name),
+    /// and for an encoder the precision and kernel it would run with --backend/--quantize on
+    /// this CPU.
     Info {
         /// Model directory, GGUF file, or pack name.
         model: String,
+        #[command(flatten)]
+        engine: super::EngineArgs,
     },
 }
 
@@ -53,7 +57,7 @@ pub fn run(cmd: Command, models_dir: &Path) -> Result<usize> {
             }
             Ok(0)
         }
-        Command::Info { model } => {
+        Command::Info { model, engine } => {
             let path = nlpd_runtime::resolve_model(&model, models_dir)?;
             let spec = ModelSpec::inspect(&model, &path, None).map_err(anyhow::Error::msg)?;
             let mut info = json!({"name": model, "path": path.display().to_string(), "task": spec.task,
@@ -68,6 +72,18 @@ pub fn run(cmd: Command, models_dir: &Path) -> Result<usize> {
                 info["pooling"] = json!(format!("{:?}", dir.pooling).to_lowercase());
                 info["normalized"] = json!(dir.normalized);
                 info["labels"] = json!(dir.config.id2label);
+                // What a load with these options would run on this CPU (nothing is loaded).
+                match nlpd_engine::planned_kernel(dir.config.family, &engine.load_options()) {
+                    Ok(k) => {
+                        info["precision"] = json!(k.precision().precision());
+                        info["kernel"] = json!(k.as_str());
+                    }
+                    Err(e) => {
+                        info["precision"] = json!(engine.quantize.precision());
+                        info["kernel"] = serde_json::Value::Null;
+                        info["kernel_error"] = json!(e.to_string());
+                    }
+                }
             } else {
                 let m = GenModel::load(&path)
                     .with_context(|| format!("cannot load {}", path.display()))?;

@@ -25,9 +25,10 @@ Examples:
   # Entity extraction over your own texts, batches of 8, JSON:
   nlpd profile --model rampart --corpus texts.txt --batch 8 --json
 
-  # Compare the fast encoder with candle's, and int8:
+  # Compare the fast encoder with candle's, int8 and bf16 (the header names the kernel):
   nlpd profile --backend candle
   nlpd profile --quantize int8
+  nlpd profile --quantize bf16
 
 What is measured: wall-clock time of each stage, in this process. `load` reads the model
 directory and prepares the weights; `tokenize` encodes every input; then the inputs, sorted by
@@ -233,6 +234,8 @@ pub fn run(args: Args, models_dir: &Path) -> Result<usize> {
     let r = Report {
         model: path.display().to_string(),
         backend: model.backend_name(),
+        precision: model.kernel().precision().precision(),
+        kernel: model.kernel().as_str(),
         task,
         threads: rayon::current_num_threads(),
         inputs: texts.len(),

@@ -6,10 +6,12 @@
 mod bert;
 mod deberta;
 pub(crate) mod fast;
+pub mod kernel;
 
 pub use bert::BertEncoder;
 pub use deberta::DebertaEncoder;
 pub use fast::FastBert;
+pub use kernel::Kernel;
 
 use crate::error::Result;
 use crate::tokenize::Encoded;
@@ -74,6 +76,10 @@ pub trait EncoderBackend: Send + Sync {
     }
     /// Short name for logs and `/v1/models` (e.g. `candle-bert`).
     fn name(&self) -> &'static str;
+    /// The kernel running the linear layers (candle's graph unless the backend says otherwise).
+    fn kernel(&self) -> Kernel {
+        Kernel::Candle
+    }
 }
 
 /// Finds the prefix under which a checkpoint stores the encoder (`""`, `"bert."`, `"roberta."`, ...).

@@ -48,6 +48,10 @@ pub struct Allocations {
 pub struct Report {
     pub model: String,
     pub backend: &'static str,
+    /// The linear layers' precision: `f32`, `int8` or `bf16`.
+    pub precision: &'static str,
+    /// The kernel running them, e.g. `avx512-vnni`, `avx2-fma (bf16 widened)`.
+    pub kernel: &'static str,
     pub task: Task,
     pub threads: usize,
     pub inputs: usize,
@@ -93,9 +97,11 @@ pub fn table(r: &Report) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "nlpd profile: {} ({}, {} threads), {}: {} inputs ({} corpus), {:.1} word pieces on average, {} forward passes of up to {}",
+        "nlpd profile: {} ({}, precision {}, kernel {}, {} threads), {}: {} inputs ({} corpus), {:.1} word pieces on average, {} forward passes of up to {}",
         r.model,
         r.backend,
+        r.precision,
+        r.kernel,
         r.threads,
         task_name(r.task),
         r.inputs,

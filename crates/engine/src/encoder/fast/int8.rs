@@ -8,13 +8,24 @@
 //! epilogue with the weight column sums kept from packing.
 
 use super::attention::SendPtr;
-use super::kernels::{Dense, Mode};
+use super::kernels::Dense;
+use super::mode::Mode;
 use super::packed::for_column_blocks;
 
 /// Output columns per packed block (one 512-bit register of i32 lanes).
 const LANES: usize = 16;
 
-/// A dense layer as packed int8: `[n/16 blocks][k/4 steps][16 columns][4 k-values]`.
+/// Inputs per AMX tile row (64 bytes): rows and weights are padded to a multiple of it, so that
+/// the AMX kernel runs every layer in whole tiles (the padding's weights are zeros).
+const TILE_INPUTS: usize = 64;
+
+/// The width a row of `k` inputs is stored at: `k` rounded up to a multiple of 64.
+fn padded(k: usize) -> usize {
+    k.div_ceil(TILE_INPUTS) * TILE_INPUTS
+}
+
+/// A dense layer as packed int8: `[n/16 blocks][k4 steps][16 columns][4 k-values]`,
+/// `k4 = padded(k) / 4` (AMX's B-operand layout as well as `vpdpbusd`'s).
 pub struct QDense {
     packed: Vec<i8>,
     /// Per output column: the weight scale.
@@ -34,7 +45,7 @@ impl QDense {
         if n % LANES != 0 || k == 0 {
             return None;
         }
-        let k4 = k.div_ceil(4);
+        let k4 = padded(k) / 4;
         let mut scale = vec![0f32; n];
         for (c, sc) in scale.iter_mut().enumerate() {
             let m = (0..k).map(|r| d.at(r, c).abs()).fold(0f32, f32::max);
@@ -74,7 +85,8 @@ impl QDense {
     }
 }
 
-/// Quantized activations of `m` rows: `u8` rows padded to `k4 · 4`, a scale and a zero point per row.
+/// Quantized activations of `m` rows: `u8` rows padded to [`padded`]`(k)`, a scale and a zero
+/// point per row.
 #[derive(Default)]
 pub struct QActs {
     data: Vec<u8>,
@@ -124,7 +136,7 @@ pub fn quantize_rows_with(
     threads: usize,
 ) {
     prepare(out, m, k);
-    let width = k.div_ceil(4) * 4;
+    let width = padded(k);
     let rows = Rows {
         x: &mut x[..m * k],
         data: &mut out.data[..m * width],
@@ -186,7 +198,7 @@ impl Rows<'_> {
 
     #[inline(always)]
     fn each(self, k: usize, f: &impl RowPass) {
-        let width = k.div_ceil(4) * 4;
+        let width = padded(k);
         let rows = self
             .x
             .chunks_exact_mut(k)
@@ -200,8 +212,7 @@ impl Rows<'_> {
 }
 
 fn prepare(out: &mut QActs, m: usize, k: usize) {
-    let k4 = k.div_ceil(4);
-    let width = k4 * 4;
+    let width = padded(k);
     if out.data.len() < m * width {
         out.data.resize(m * width, 0);
     }
@@ -211,7 +222,7 @@ fn prepare(out: &mut QActs, m: usize, k: usize) {
     }
 }
 
-/// Quantizes one row into `dst` (its width rounded up to 4), with its scale and zero point.
+/// Quantizes one row into `dst` (its padded width), with its scale and zero point.
 #[inline(always)]
 fn quantize_row(row: &[f32], dst: &mut [u8], scale: &mut f32, zero: &mut i32) {
     let k = row.len();
@@ -257,22 +268,42 @@ fn min_max(row: &[f32]) -> (f32, f32) {
 pub fn linear_q(dst: &mut [f32], a: &QActs, m: usize, w: &QDense, mode: Mode, threads: usize) {
     #[cfg(target_arch = "x86_64")]
     {
-        if vnni::available() {
+        let amx = has_amx();
+        if amx || vnni::available() {
             let (n, width) = (w.n_out, w.k4 * 4);
             assert!(a.data.len() >= m * width && a.scale.len() >= m && dst.len() >= m * n);
             assert!(w.packed.len() >= n * width);
             // Shared by the threads that split the columns: each writes disjoint column blocks.
             let out = SendPtr(dst.as_mut_ptr());
             for_column_blocks(n / LANES, threads, |blocks| {
-                // SAFETY: the CPU has AVX-512F/BW and VNNI (checked at run time); sizes are
-                // checked above; each call writes only its own column blocks of `dst`.
-                unsafe { vnni::linear(&out, a, m, w, mode, blocks) };
+                // SAFETY: the CPU has AMX-INT8 (granted by Linux) or AVX-512F/BW and VNNI
+                // (checked at run time; every AMX CPU has AVX-512 VNNI, which the AMX epilogue
+                // uses); sizes are checked above; each call writes only its own column blocks.
+                unsafe {
+                    if amx {
+                        amx_int8::linear(&out, a, m, w, mode, blocks)
+                    } else {
+                        vnni::linear(&out, a, m, w, mode, blocks)
+                    }
+                };
             });
             return;
         }
     }
     let _ = threads;
     portable(dst, a, m, w, mode);
+}
+
+/// Whether this process runs the AMX-INT8 kernel (`TDPBUSD` tiles; `NLPD_AMX=off` turns it off).
+pub fn has_amx() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        super::amx::int8_available() && vnni::available()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
 }
 
 /// Whether this CPU runs the VNNI kernel (else the portable loop, same results, much slower).
@@ -329,7 +360,7 @@ pub fn portable(dst: &mut [f32], a: &QActs, m: usize, w: &QDense, mode: Mode) {
 #[cfg(target_arch = "x86_64")]
 mod vnni {
     use super::{QActs, QDense, SendPtr, LANES};
-    use crate::encoder::fast::kernels::Mode;
+    use crate::encoder::fast::mode::Mode;
     use std::arch::x86_64::*;
     use std::ops::Range;
 
@@ -434,7 +465,7 @@ mod vnni {
     /// The epilogue of 16 columns of one row: `(acc - zp · colsum) · (sa · sw)`, then `+ bias`
     /// into `dst` (`Biased`) or added onto it (`Accumulate`).
     #[inline(always)]
-    unsafe fn finish(
+    pub(super) unsafe fn finish(
         dst: *mut f32,
         a: &QActs,
         w: &QDense,
@@ -460,6 +491,133 @@ mod vnni {
     }
 }
 
+/// `TDPBUSD` on AMX tiles, 32 rows × 32 columns at a time (the tile layout of the bf16 AMX
+/// kernel: C in tmm0-3, A in tmm4-5, B in tmm6-7), each step 64 inputs. The i32 sums are stored to
+/// a scratch block and finished by the VNNI kernel's epilogue, so the results are the VNNI and
+/// portable loops' bit for bit (integer sums are exact).
+#[cfg(target_arch = "x86_64")]
+mod amx_int8 {
+    use super::super::amx::{self, TileConfig, ROWS, ROW_BYTES};
+    use super::{vnni, QActs, QDense, SendPtr, LANES};
+    use crate::encoder::fast::mode::Mode;
+    use std::arch::x86_64::_mm512_loadu_si512;
+    use std::ops::Range;
+
+    /// Quads of inputs per B tile (its 16 rows): 64 inputs per step.
+    const QUADS: usize = ROWS;
+
+    /// # Safety
+    /// AMX-INT8 must be available (which requested the tile permission) and the CPU must have
+    /// AVX-512F/BW and VNNI; `dst` must hold `m × n` floats, `a` `m` rows of `4·k4`; no other
+    /// thread may write the column blocks `blocks`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub unsafe fn linear(
+        dst: &SendPtr<f32>,
+        a: &QActs,
+        m: usize,
+        w: &QDense,
+        mode: Mode,
+        blocks: Range<usize>,
+    ) {
+        let k4 = w.k4;
+        debug_assert!(k4.is_multiple_of(QUADS), "rows are padded to whole tiles");
+        let a_stride = k4 * 4;
+        let panel = k4 * LANES * 4;
+        // C tile (2i + j) of a step: rows 16i.., block cb + j.
+        let mut sums = [[0i32; ROWS * LANES]; 4];
+        let mut shape = (0, 0);
+        let mut r = 0;
+        while r < m {
+            let r0 = ROWS.min(m - r);
+            let r1 = ROWS.min(m - r - r0);
+            if (r0, r1) != shape {
+                let mut cfg = TileConfig::new();
+                cfg.set(0, r0).set(1, r0).set(4, r0);
+                cfg.set(2, r1).set(3, r1).set(5, r1);
+                cfg.set(6, QUADS).set(7, QUADS);
+                cfg.load();
+                shape = (r0, r1);
+            }
+            let a0 = a.data.as_ptr().add(r * a_stride);
+            let mut cb = blocks.start;
+            while cb < blocks.end {
+                let two = cb + 1 < blocks.end;
+                let b0 = w.packed.as_ptr().add(cb * panel) as *const u8;
+                match (r1 > 0, two) {
+                    (true, true) => sum::<true, true>(a0, a_stride, b0, panel, k4, &mut sums),
+                    (true, false) => sum::<true, false>(a0, a_stride, b0, panel, k4, &mut sums),
+                    (false, true) => sum::<false, true>(a0, a_stride, b0, panel, k4, &mut sums),
+                    (false, false) => sum::<false, false>(a0, a_stride, b0, panel, k4, &mut sums),
+                }
+                for (i, rows) in [(0, r0), (1, r1)] {
+                    for j in 0..1 + two as usize {
+                        let tile = &sums[2 * i + j];
+                        for row in 0..rows {
+                            let v = _mm512_loadu_si512(tile.as_ptr().add(row * LANES) as *const _);
+                            vnni::finish(dst.0, a, w, r + ROWS * i + row, cb + j, v, mode);
+                        }
+                    }
+                }
+                cb += 1 + two as usize;
+            }
+            r += r0 + r1;
+        }
+        amx::release();
+    }
+
+    /// The i32 sums of rows `a0 + 16i·a_stride` (i < 2 when `LOW`) × block panels `b0` (and the
+    /// next when `TWO`) into `sums`.
+    #[inline(always)]
+    unsafe fn sum<const LOW: bool, const TWO: bool>(
+        a0: *const u8,
+        a_stride: usize,
+        b0: *const u8,
+        panel: usize,
+        k4: usize,
+        sums: &mut [[i32; ROWS * LANES]; 4],
+    ) {
+        amx::zero::<0>();
+        if TWO {
+            amx::zero::<1>();
+        }
+        if LOW {
+            amx::zero::<2>();
+            if TWO {
+                amx::zero::<3>();
+            }
+        }
+        for step in 0..k4 / QUADS {
+            let ap = a0.add(step * ROW_BYTES);
+            let bp = b0.add(step * QUADS * ROW_BYTES);
+            amx::load::<4>(ap, a_stride);
+            amx::load::<6>(bp, ROW_BYTES);
+            amx::dp_u8i8::<0, 4, 6>();
+            if TWO {
+                amx::load::<7>(bp.add(panel), ROW_BYTES);
+                amx::dp_u8i8::<1, 4, 7>();
+            }
+            if LOW {
+                amx::load::<5>(ap.add(ROWS * a_stride), a_stride);
+                amx::dp_u8i8::<2, 5, 6>();
+                if TWO {
+                    amx::dp_u8i8::<3, 5, 7>();
+                }
+            }
+        }
+        let stride = LANES * 4;
+        amx::store::<0>(sums[0].as_mut_ptr() as *mut u8, stride);
+        if TWO {
+            amx::store::<1>(sums[1].as_mut_ptr() as *mut u8, stride);
+        }
+        if LOW {
+            amx::store::<2>(sums[2].as_mut_ptr() as *mut u8, stride);
+            if TWO {
+                amx::store::<3>(sums[3].as_mut_ptr() as *mut u8, stride);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -479,7 +637,24 @@ mod tests {
 
     #[test]
     fn int8_matches_f32_within_quantization_error_and_the_portable_loop_exactly() {
-        for (m, k, n) in [(1, 37, 16), (7, 64, 48), (13, 384, 80), (6, 130, 64)] {
+        let kernel = if has_amx() {
+            "AMX-INT8"
+        } else if has_vnni() {
+            "VNNI"
+        } else {
+            "portable"
+        };
+        eprintln!("int8 kernel on this CPU: {kernel}");
+        // Row counts around AMX's 16- and 32-row tiles, odd and even numbers of column blocks.
+        for (m, k, n) in [
+            (1, 37, 16),
+            (7, 64, 48),
+            (13, 384, 80),
+            (6, 130, 64),
+            (17, 384, 48),
+            (33, 384, 112),
+            (70, 200, 112),
+        ] {
             let d = layer(k, n);
             let x: Vec<f32> = (0..m * k).map(|i| ((i as f32) * 0.37).sin()).collect();
             let mut want = vec![0f32; m * n];
@@ -497,7 +672,7 @@ mod tests {
             );
             let mut slow = vec![0f32; m * n];
             portable(&mut slow, &acts, m, &q, Mode::Biased);
-            assert_eq!(fast, slow, "({m},{k},{n}): VNNI and portable loops differ");
+            assert_eq!(fast, slow, "({m},{k},{n}): {kernel} and portable loops differ");
             let scale = want.iter().fold(0f32, |a, v| a.max(v.abs()));
             let worst = want
                 .iter()

@@ -2,6 +2,9 @@
 //! where the CPU has it) and single-pass element-wise work written so that LLVM vectorizes it
 //! (fixed-width accumulators, branch-free polynomial `exp` and `erf`).
 
+/// What the GEMM does with the destination (defined in [`super::mode`], re-exported for the
+/// callers of [`linear`]).
+pub use super::mode::Mode;
 use super::packed;
 use gemm::Parallelism;
 
@@ -61,15 +64,6 @@ impl Dense {
     pub fn is_packed(&self) -> bool {
         !self.panels.is_empty()
     }
-}
-
-/// What the GEMM does with the destination.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// `dst = x · W + b`.
-    Biased,
-    /// `dst += x · W` (the residual stays in `dst`; the bias is added by the following pass).
-    Accumulate,
 }
 
 /// Threads a `Parallelism` asks for (`Rayon(0)`: the whole current pool).

@@ -12,21 +12,27 @@
 //!   token count, and each core runs the whole stack for its group with no synchronization until
 //!   the end; a single sequence instead spreads each GEMM and the attention heads over the cores.
 
+mod amx;
 mod attention;
-mod int8;
+pub(crate) mod bf16;
+pub(crate) mod int8;
 pub(crate) mod kernels;
-mod packed;
+mod mode;
+pub(crate) mod packed;
 
 pub(crate) use self::attention::SendPtr;
 use self::attention::{Shape, Span};
+use self::bf16::{BActs, BDense, Bf16Kernel};
 use self::int8::{
     linear_q, quantize_rows, quantize_rows_with, useful_parts, QActs, QDense, RowPass,
 };
-use self::kernels::{add_bias_layer_norm, layer_norm, linear, Dense, Mode};
+use self::kernels::{add_bias_layer_norm, layer_norm, linear, Dense};
+use self::mode::Mode;
 use super::bert::BertEncoder;
-use super::{Batch, EncoderBackend};
+use super::{Batch, EncoderBackend, Kernel};
 use crate::config::Activation;
 use crate::error::{EngineError, Result};
+use crate::model::Quantize;
 use crate::profile::{self, Laps, LayerTimes};
 use candle_core::{Device, Tensor};
 use gemm::Parallelism;
@@ -46,30 +52,79 @@ struct FastLayer {
     up: Dense,
     down: Dense,
     out_norm: Norm,
-    /// int8 copies of `qkv`, `o`, `up`, `down` when quantized (the f32 weights are then dropped).
-    q: Option<[QDense; 4]>,
+    /// Reduced-precision copies of `qkv`, `o`, `up`, `down` (the f32 weights are then dropped;
+    /// the biases stay in the f32 layers, where the LayerNorm passes read them).
+    low: Option<Low>,
 }
 
-/// One linear layer of the stack, f32 or int8 (the activations are quantized on the way in;
-/// `x` is only read).
-#[allow(clippy::too_many_arguments)]
-fn apply(
-    dst: &mut [f32],
-    x: &mut [f32],
-    m: usize,
-    f: &Dense,
-    q: Option<&QDense>,
-    acts: &mut QActs,
-    mode: Mode,
-    par: Parallelism,
-) {
-    match q {
-        Some(q) => {
-            let threads = kernels::threads_of(par);
-            quantize_rows(x, m, q.n_in, acts, threads);
-            linear_q(dst, acts, m, q, mode, threads);
+/// A layer's four linears (`qkv`, `o`, `up`, `down`, in that order) at reduced precision.
+enum Low {
+    Int8([QDense; 4]),
+    Bf16([BDense; 4]),
+}
+
+/// What a layer's linears read: the f32 rows, or a copy the pass before them prepared.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Prep {
+    F32,
+    /// u8 rows with a scale and zero point each ([`QActs`]).
+    Int8,
+    /// rows rounded to bf16 ([`BActs`]).
+    Bf16,
+}
+
+impl FastLayer {
+    fn prep(&self) -> Prep {
+        match self.low {
+            None => Prep::F32,
+            Some(Low::Int8(_)) => Prep::Int8,
+            Some(Low::Bf16(_)) => Prep::Bf16,
         }
-        None => linear(dst, x, m, f, mode, par),
+    }
+
+    /// Linear `i` (0: QKV, 1: attention output, 2: up, 3: down) on `m` rows: from the f32 rows
+    /// `x`, or at reduced precision from `acts`, which the caller prepared from `x`.
+    #[allow(clippy::too_many_arguments)]
+    fn linear(
+        &self,
+        i: usize,
+        dst: &mut [f32],
+        x: &[f32],
+        m: usize,
+        acts: &Acts,
+        mode: Mode,
+        par: Parallelism,
+        bf16: Bf16Kernel,
+    ) {
+        let threads = kernels::threads_of(par);
+        let f = [&self.qkv, &self.o, &self.up, &self.down][i];
+        match &self.low {
+            None => linear(dst, x, m, f, mode, par),
+            Some(Low::Int8(q)) => {
+                debug_assert_eq!(q[i].n_in, f.n_in);
+                linear_q(dst, &acts.q, m, &q[i], mode, threads)
+            }
+            Some(Low::Bf16(b)) => {
+                debug_assert_eq!(b[i].n_in, f.n_in);
+                bf16::linear(bf16, dst, &acts.b, m, &b[i], mode, threads)
+            }
+        }
+    }
+}
+
+/// Activations prepared for the next reduced-precision GEMM (one buffer per kind).
+#[derive(Default)]
+struct Acts {
+    q: QActs,
+    b: BActs,
+}
+
+/// Prepares `x[m × k]` (only read) for linears that read `prep`; nothing for f32.
+fn prepare(x: &mut [f32], m: usize, k: usize, acts: &mut Acts, prep: Prep, threads: usize) {
+    match prep {
+        Prep::F32 => {}
+        Prep::Int8 => quantize_rows(x, m, k, &mut acts.q, threads),
+        Prep::Bf16 => bf16::convert_rows(x, m, k, &mut acts.b, threads),
     }
 }
 
@@ -111,22 +166,22 @@ impl RowPass for ActPass {
     }
 }
 
-/// Applies `pass` to each of the `m` rows of `x`; when `quantize`, also quantizes each row into
-/// `acts` right after it. The rows are split over up to `threads` rayon tasks when there are
-/// enough of them.
+/// Applies `pass` to each of the `m` rows of `x`, and prepares each row for `prep` into `acts`
+/// right after it (quantized or rounded while in L1). The rows are split over up to `threads`
+/// rayon tasks when there are enough of them.
 fn norm_rows(
     x: &mut [f32],
     m: usize,
     k: usize,
-    acts: &mut QActs,
-    quantize: bool,
+    acts: &mut Acts,
+    prep: Prep,
     pass: impl RowPass,
     threads: usize,
 ) {
-    if quantize {
-        quantize_rows_with(x, m, k, acts, &pass, threads);
-    } else {
-        pass_rows(&mut x[..m * k], k, &pass, useful_parts(m, k, threads));
+    match prep {
+        Prep::Int8 => quantize_rows_with(x, m, k, &mut acts.q, &pass, threads),
+        Prep::Bf16 => bf16::convert_rows_with(x, m, k, &mut acts.b, &pass, threads),
+        Prep::F32 => pass_rows(&mut x[..m * k], k, &pass, useful_parts(m, k, threads)),
     }
 }
 
@@ -151,7 +206,7 @@ struct Workspace {
     qkv: Vec<f32>,
     ctx: Vec<f32>,
     ffn: Vec<f32>,
-    acts: QActs,
+    acts: Acts,
 }
 
 impl Workspace {
@@ -168,7 +223,7 @@ impl Workspace {
     }
 }
 
-/// The padding-free fused encoder (f32, CPU).
+/// The padding-free fused encoder (CPU; f32, int8 or bf16 linear layers).
 pub struct FastBert {
     word: Vec<f32>,
     position: Vec<f32>,
@@ -183,7 +238,9 @@ pub struct FastBert {
     type_vocab: usize,
     act: Activation,
     position_offset: usize,
-    quantized: bool,
+    precision: Quantize,
+    /// The bf16 GEMM kernel (chosen when the layers are converted to bf16).
+    bf16: Bf16Kernel,
     pool: Mutex<Vec<Workspace>>,
 }
 
@@ -261,7 +318,7 @@ impl FastBert {
                     up: dense(&[dense_parts(&l.up, 1.0)?])?,
                     down: dense(&[dense_parts(&l.down, 1.0)?])?,
                     out_norm: norm(&l.out_norm)?,
-                    q: None,
+                    low: None,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -285,7 +342,8 @@ impl FastBert {
             vocab,
             act: enc.act,
             position_offset: enc.position_offset as usize,
-            quantized: false,
+            precision: Quantize::None,
+            bf16: Bf16Kernel::Portable,
             pool: Mutex::new(Vec::new()),
         })
     }
@@ -375,79 +433,79 @@ impl FastBert {
         let parallel = !matches!(par, Parallelism::None);
         let threads = kernels::threads_of(par);
         self.embed(&mut ws.x, ids, types, &spans);
-        // int8 layers read activations quantized by the pass before them: LayerNorm and the
-        // activation quantize their rows as they finish them (`ready`); only the attention
-        // context is quantized in a pass of its own.
+        // int8 and bf16 layers read activations prepared by the pass before them: LayerNorm and
+        // the activation quantize or round their rows as they finish them (`ready`); only the
+        // attention context is prepared in a pass of its own.
         let mut ready = false;
         laps.lap(0);
         for (li, layer) in self.layers.iter().enumerate() {
-            let q = |i: usize| layer.q.as_ref().map(|q| &q[i]);
-            let acts = &mut ws.acts;
-            match q(0) {
-                Some(w) => {
-                    if !ready {
-                        quantize_rows(&mut ws.x, t, h, acts, threads);
-                    }
-                    linear_q(&mut ws.qkv, acts, t, w, Mode::Biased, threads);
-                }
-                None => linear(&mut ws.qkv, &ws.x, t, &layer.qkv, Mode::Biased, par),
+            let prep = layer.prep();
+            let b16 = self.bf16;
+            if !ready {
+                prepare(&mut ws.x, t, h, &mut ws.acts, prep, threads);
             }
+            layer.linear(0, &mut ws.qkv, &ws.x, t, &ws.acts, Mode::Biased, par, b16);
             if parallel {
                 attention::parallel(&ws.qkv, &mut ws.ctx, &spans, shape);
             } else {
                 attention::serial(&ws.qkv, &mut ws.ctx, &spans, shape);
             }
-            apply(
+            prepare(&mut ws.ctx, t, h, &mut ws.acts, prep, threads);
+            layer.linear(
+                1,
                 &mut ws.x,
-                &mut ws.ctx,
+                &ws.ctx,
                 t,
-                &layer.o,
-                q(1),
-                acts,
+                &ws.acts,
                 Mode::Accumulate,
                 par,
+                b16,
             );
             let ln = NormPass {
                 bias: &layer.o.b,
                 norm: &layer.attn_norm,
             };
-            // The up-projection's input is quantized here when it is int8.
-            norm_rows(&mut ws.x, t, h, acts, q(2).is_some(), ln, threads);
+            // The up-projection's input is prepared here when it is int8 or bf16.
+            norm_rows(&mut ws.x, t, h, &mut ws.acts, prep, ln, threads);
             laps.lap(1);
-            match q(2) {
-                Some(w) => linear_q(&mut ws.ffn, acts, t, w, Mode::Biased, threads),
-                None => linear(&mut ws.ffn, &ws.x, t, &layer.up, Mode::Biased, par),
-            }
+            layer.linear(2, &mut ws.ffn, &ws.x, t, &ws.acts, Mode::Biased, par, b16);
             let act = ActPass {
                 act: self.act,
-                before_int8: q(3).is_some(),
+                before_int8: prep == Prep::Int8,
             };
-            norm_rows(&mut ws.ffn, t, inter, acts, q(3).is_some(), act, threads);
-            match q(3) {
-                Some(w) => linear_q(&mut ws.x, acts, t, w, Mode::Accumulate, threads),
-                None => linear(&mut ws.x, &ws.ffn, t, &layer.down, Mode::Accumulate, par),
-            }
+            norm_rows(&mut ws.ffn, t, inter, &mut ws.acts, prep, act, threads);
+            layer.linear(
+                3,
+                &mut ws.x,
+                &ws.ffn,
+                t,
+                &ws.acts,
+                Mode::Accumulate,
+                par,
+                b16,
+            );
             let ln = NormPass {
                 bias: &layer.down.b,
                 norm: &layer.out_norm,
             };
-            let next_q = self.layers.get(li + 1).is_some_and(|l| l.q.is_some());
-            norm_rows(&mut ws.x, t, h, acts, next_q, ln, threads);
-            ready = next_q;
+            let next = self.layers.get(li + 1).map_or(Prep::F32, FastLayer::prep);
+            norm_rows(&mut ws.x, t, h, &mut ws.acts, next, ln, threads);
+            ready = next != Prep::F32;
             laps.lap(2);
         }
         laps.times
     }
 
     /// Quantizes every linear layer of the stack to int8 (per-channel weights; activations per
-    /// token at run time). Embeddings, LayerNorm and attention stay f32. Returns whether the CPU
-    /// runs the VNNI kernel (else a portable loop with the same results, much slower).
-    pub fn quantize_int8(&mut self) -> Result<bool> {
+    /// token at run time). Embeddings, LayerNorm and attention stay f32. The CPU runs the VNNI
+    /// kernel where it has it, else a portable loop with the same results, much slower
+    /// ([`Self::kernel`] says which).
+    pub fn quantize_int8(&mut self) -> Result<()> {
         for (i, l) in self.layers.iter_mut().enumerate() {
             let qs = [&l.qkv, &l.o, &l.up, &l.down].map(QDense::quantize);
             let [Some(a), Some(b), Some(c), Some(d)] = qs else {
-                return Err(EngineError::InvalidParameter {
-                    param: "quantize",
+                return Err(EngineError::IncompatibleOption {
+                    option: "quantize",
                     message: format!("layer {i}: int8 needs layer widths that are multiples of 16"),
                 });
             };
@@ -455,14 +513,49 @@ impl FastBert {
             for d in [&mut l.qkv, &mut l.o, &mut l.up, &mut l.down] {
                 d.drop_weights();
             }
-            l.q = Some([a, b, c, d]);
+            l.low = Some(Low::Int8([a, b, c, d]));
         }
-        self.quantized = true;
-        Ok(int8::has_vnni())
+        self.precision = Quantize::Int8;
+        Ok(())
+    }
+
+    /// Rounds every linear layer of the stack to bf16 (their inputs are rounded at run time, the
+    /// products summed in f32). Embeddings, LayerNorm, GELU, attention and the residual stay
+    /// f32. The kernel is chosen from the CPU's features ([`Self::kernel`] says which).
+    pub fn to_bf16(&mut self) -> Result<()> {
+        for (i, l) in self.layers.iter_mut().enumerate() {
+            let bs = [&l.qkv, &l.o, &l.up, &l.down].map(BDense::convert);
+            let [Some(a), Some(b), Some(c), Some(d)] = bs else {
+                return Err(EngineError::IncompatibleOption {
+                    option: "quantize",
+                    message: format!("layer {i}: bf16 needs layer widths that are multiples of 16"),
+                });
+            };
+            // Keep only the biases of the f32 layers (the LayerNorm passes add them).
+            for d in [&mut l.qkv, &mut l.o, &mut l.up, &mut l.down] {
+                d.drop_weights();
+            }
+            l.low = Some(Low::Bf16([a, b, c, d]));
+        }
+        self.bf16 = Bf16Kernel::detect();
+        self.precision = Quantize::Bf16;
+        Ok(())
     }
 
     pub fn is_quantized(&self) -> bool {
-        self.quantized
+        self.precision != Quantize::None
+    }
+
+    /// The kernel running the linear layers.
+    pub fn kernel(&self) -> Kernel {
+        match self.precision {
+            Quantize::None if self.layers.first().is_some_and(|l| l.qkv.is_packed()) => {
+                Kernel::F32Avx512
+            }
+            Quantize::None => Kernel::F32Gemm,
+            Quantize::Int8 => Kernel::fast(Quantize::Int8),
+            Quantize::Bf16 => self.bf16.into(),
+        }
     }
 
     fn take_workspace(&self) -> Workspace {
@@ -603,11 +696,15 @@ impl EncoderBackend for FastBert {
     }
 
     fn name(&self) -> &'static str {
-        if self.quantized {
-            "fast-bert-int8"
-        } else {
-            "fast-bert"
+        match self.precision {
+            Quantize::None => "fast-bert",
+            Quantize::Int8 => "fast-bert-int8",
+            Quantize::Bf16 => "fast-bert-bf16",
         }
+    }
+
+    fn kernel(&self) -> Kernel {
+        FastBert::kernel(self)
     }
 }
 

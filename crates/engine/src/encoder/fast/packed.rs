@@ -12,7 +12,7 @@
 //! be split over threads ([`linear`]'s `threads`): each thread owns whole 16-column blocks, so
 //! the split changes no result.
 
-use super::kernels::Mode;
+use super::mode::Mode;
 
 /// Output columns per panel (one 512-bit register of f32).
 pub const LANES: usize = 16;
@@ -134,12 +134,14 @@ unsafe impl Sync for Job {}
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::{Job, KC, LANES, MC};
-    use crate::encoder::fast::kernels::Mode;
+    use super::{Job, Mode, KC, LANES, MC};
     use std::arch::x86_64::*;
     use std::ops::Range;
 
-    pub use crate::encoder::fast::kernels::avx512::available;
+    /// Whether the CPU has AVX-512F (the packed kernel's only requirement).
+    pub fn available() -> bool {
+        is_x86_feature_detected!("avx512f")
+    }
 
     /// Rows per micro-tile and 16-column blocks per micro-tile (6 × 4 = 24 accumulators).
     const MR: usize = 6;
