@@ -164,7 +164,11 @@ fn max_tokens_and_stop_strings_cut_a_constrained_answer() {
     assert_eq!(g.finish_reason, FinishReason::Length);
     assert_eq!(g.token_ids.len(), 6);
     assert!(g.text.trim_start().starts_with('{'), "{:?}", g.text);
-    assert!(serde_json::from_str::<Value>(&g.text).is_err(), "{:?}", g.text);
+    assert!(
+        serde_json::from_str::<Value>(&g.text).is_err(),
+        "{:?}",
+        g.text
+    );
     // The full answer starts with the same tokens (the constraint does not depend on max_tokens).
     let full = run(&mut model, &ids, &constrained(&person, 0.0, 0, 200));
     assert_eq!(full.token_ids[..6], g.token_ids[..]);

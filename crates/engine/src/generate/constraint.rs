@@ -244,11 +244,12 @@ impl TokenizerEnv for NlpdTokEnv {
     }
 
     fn tokenize_bytes(&self, s: &[u8]) -> Vec<TokenId> {
-        self.trie
-            .tokenize_with_greedy_fallback(s, |text| match self.tokenizer.encode(text, false) {
+        self.trie.tokenize_with_greedy_fallback(s, |text| {
+            match self.tokenizer.encode(text, false) {
                 Ok(enc) => enc.get_ids().to_vec(),
                 Err(_) => self.trie.greedy_tokenize(text.as_bytes()),
-            })
+            }
+        })
     }
 }
 
@@ -282,7 +283,9 @@ fn spelling(decoder: &Value, s: &mut Spelling) {
         Some("ByteLevel") => s.byte_level = true,
         Some("ByteFallback") => s.byte_fallback = true,
         Some("Metaspace") => {
-            let c = decoder["replacement"].as_str().and_then(|r| r.chars().next());
+            let c = decoder["replacement"]
+                .as_str()
+                .and_then(|r| r.chars().next());
             s.space = Some(c.unwrap_or('▁'));
         }
         Some("Replace") if decoder["content"].as_str() == Some(" ") => {

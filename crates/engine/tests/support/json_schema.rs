@@ -142,8 +142,8 @@ fn has_type(v: &Value, t: &str) -> bool {
 
 /// Parses `text` as JSON and validates it against `schema`, with a message naming the text.
 pub fn check(schema: &Value, text: &str) -> Value {
-    let v: Value = serde_json::from_str(text)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {text:?}"));
+    let v: Value =
+        serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text:?}"));
     if let Err(e) = validate(schema, schema, &v, "$") {
         panic!("invalid against the schema: {e}\ntext: {text}");
     }

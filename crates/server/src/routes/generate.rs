@@ -153,11 +153,13 @@ impl ResponseFormat {
         const SCHEMA: &str = "response_format.json_schema.schema";
         match self.kind {
             FormatKind::Text => Ok(None),
-            FormatKind::JsonObject => OutputConstraint::json_object()
-                .map(Some)
-                .map_err(|e| ApiError::Internal {
-                    message: format!("the json_object grammar: {e}"),
-                }),
+            FormatKind::JsonObject => {
+                OutputConstraint::json_object()
+                    .map(Some)
+                    .map_err(|e| ApiError::Internal {
+                        message: format!("the json_object grammar: {e}"),
+                    })
+            }
             FormatKind::JsonSchema => {
                 let Some(f) = &self.json_schema else {
                     return Err(ApiError::bad(
@@ -166,7 +168,10 @@ impl ResponseFormat {
                     ));
                 };
                 let Some(schema) = &f.schema else {
-                    return Err(ApiError::bad(SCHEMA, "`response_format.json_schema.schema` is required"));
+                    return Err(ApiError::bad(
+                        SCHEMA,
+                        "`response_format.json_schema.schema` is required",
+                    ));
                 };
                 OutputConstraint::json_schema(schema)
                     .map(Some)
@@ -492,7 +497,10 @@ pub async fn chat_completions(
             "`messages` must not be empty",
         ));
     }
-    let opts = with_format(req.sampling.options(256, 1.0)?, req.response_format.as_ref())?;
+    let opts = with_format(
+        req.sampling.options(256, 1.0)?,
+        req.response_format.as_ref(),
+    )?;
     if !req.stream {
         let (g, served) = generate_once(
             &st,

@@ -58,7 +58,9 @@ impl Bf16Kernel {
         if let Ok(name) = std::env::var("NLPD_BF16_KERNEL") {
             match Bf16Kernel::ALL.into_iter().find(|k| k.name() == name) {
                 Some(k) if k.available() => return k,
-                Some(_) => tracing::warn!(kernel = %name, "NLPD_BF16_KERNEL: this CPU cannot run it; ignored"),
+                Some(_) => {
+                    tracing::warn!(kernel = %name, "NLPD_BF16_KERNEL: this CPU cannot run it; ignored")
+                }
                 None => tracing::warn!(
                     kernel = %name,
                     "NLPD_BF16_KERNEL: unknown (amx, avx512-bf16, avx2-fma, portable); ignored"
@@ -649,9 +651,8 @@ mod amx_bf16 {
     /// Rows `r..r+16` (and `r+16..r+32` when `LOW`) × block `cb` (and `cb + 1` when `TWO`).
     #[inline(always)]
     unsafe fn step<const LOW: bool, const TWO: bool>(l: &Layout, r: usize, cb: usize) {
-        let out = |row: usize, block: usize| {
-            l.dst.add((r + row) * l.w.n_out + block * LANES) as *mut u8
-        };
+        let out =
+            |row: usize, block: usize| l.dst.add((r + row) * l.w.n_out + block * LANES) as *mut u8;
         let start = |row: usize, block: usize| match l.mode {
             Mode::Biased => (l.w.b.as_ptr().add(block * LANES) as *const u8, 0),
             Mode::Accumulate => (out(row, block) as *const u8, l.c_stride),
@@ -873,11 +874,13 @@ mod tests {
                 let (mut fast, mut slow) = (vec![0.25f32; m * n], vec![0.25f32; m * n]);
                 linear(Bf16Kernel::Amx, &mut fast, &a, m, &w, mode, 2);
                 linear(Bf16Kernel::Portable, &mut slow, &a, m, &w, mode, 1);
-                let worst = fast
-                    .iter()
-                    .zip(&slow)
-                    .fold(0f32, |acc, (f, s)| acc.max((f - s).abs() / s.abs().max(1.0)));
-                assert!(worst < 1e-5, "amx vs portable, {m} rows {mode:?}: {worst:e}");
+                let worst = fast.iter().zip(&slow).fold(0f32, |acc, (f, s)| {
+                    acc.max((f - s).abs() / s.abs().max(1.0))
+                });
+                assert!(
+                    worst < 1e-5,
+                    "amx vs portable, {m} rows {mode:?}: {worst:e}"
+                );
             }
         }
     }
@@ -941,7 +944,9 @@ mod tests {
                     assert_eq!(a.at(i, c, k), widen(to_bf16(want[i * k + c])));
                 }
                 assert!(
-                    a.data[i * padded(k) + k..(i + 1) * padded(k)].iter().all(|&v| v == 0),
+                    a.data[i * padded(k) + k..(i + 1) * padded(k)]
+                        .iter()
+                        .all(|&v| v == 0),
                     "padding"
                 );
             }

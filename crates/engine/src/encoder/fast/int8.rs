@@ -672,7 +672,10 @@ mod tests {
             );
             let mut slow = vec![0f32; m * n];
             portable(&mut slow, &acts, m, &q, Mode::Biased);
-            assert_eq!(fast, slow, "({m},{k},{n}): {kernel} and portable loops differ");
+            assert_eq!(
+                fast, slow,
+                "({m},{k},{n}): {kernel} and portable loops differ"
+            );
             let scale = want.iter().fold(0f32, |a, v| a.max(v.abs()));
             let worst = want
                 .iter()
