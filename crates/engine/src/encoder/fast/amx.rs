@@ -142,6 +142,16 @@ impl TileConfig {
         self
     }
 
+    /// The layout both tile kernels use for `r0` rows (and `r1` more below them): C tiles 0-1 and
+    /// A tile 4 of `r0` rows, C tiles 2-3 and A tile 5 of `r1` rows, B tiles 6-7 of 16 rows.
+    pub fn two_by_two(r0: usize, r1: usize) -> TileConfig {
+        let mut cfg = TileConfig::new();
+        cfg.set(0, r0).set(1, r0).set(4, r0);
+        cfg.set(2, r1).set(3, r1).set(5, r1);
+        cfg.set(6, ROWS).set(7, ROWS);
+        cfg
+    }
+
     /// `LDTILECFG`: this thread's tiles take these shapes (and are zeroed).
     ///
     /// # Safety

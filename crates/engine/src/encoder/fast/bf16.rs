@@ -625,11 +625,7 @@ mod amx_bf16 {
             let r0 = ROWS.min(m - r);
             let r1 = ROWS.min(m - r - r0);
             if (r0, r1) != shape {
-                let mut cfg = TileConfig::new();
-                cfg.set(0, r0).set(1, r0).set(4, r0);
-                cfg.set(2, r1).set(3, r1).set(5, r1);
-                cfg.set(6, PAIRS).set(7, PAIRS);
-                cfg.load();
+                TileConfig::two_by_two(r0, r1).load();
                 shape = (r0, r1);
             }
             let mut cb = blocks.start;
