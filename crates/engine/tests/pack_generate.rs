@@ -159,6 +159,25 @@ fn stop_strings_and_sampling() {
     let b = model.generate(&ids, &opts, &mut |_| true).unwrap();
     assert_eq!(a.token_ids, b.token_ids);
     assert!(a.token_ids.len() <= 12);
+    // Degenerate settings sample the most probable token instead of failing: a nucleus that
+    // rounds to 0 in f32, and a temperature so small that logits / temperature overflows.
+    let greedy = GenerateOptions {
+        max_tokens: 6,
+        ..GenerateOptions::default()
+    };
+    let want = model.generate(&ids, &greedy, &mut |_| true).unwrap();
+    for (temperature, top_p) in [(1.0, Some(5e-324)), (1e-300, None), (5e-5, Some(0.5))] {
+        let opts = GenerateOptions {
+            temperature,
+            top_p,
+            ..greedy.clone()
+        };
+        let got = model.generate(&ids, &opts, &mut |_| true).unwrap();
+        assert_eq!(
+            got.token_ids, want.token_ids,
+            "temperature {temperature}, top_p {top_p:?}"
+        );
+    }
     // Bad settings are input errors.
     let bad = GenerateOptions {
         top_p: Some(1.5),

@@ -53,13 +53,21 @@ pub struct GenerateOptions {
     pub constraint: Option<OutputConstraint>,
 }
 
+/// Temperatures below this sample greedily (the most probable token): dividing logits by a
+/// smaller one overflows f32, and the distribution is already one token.
+pub const GREEDY_BELOW: f64 = 1e-4;
+
+/// The sampling seed when a request or command names none (the speed of light in m/s): the same
+/// request samples the same text everywhere.
+pub const DEFAULT_SEED: u64 = 299_792_458;
+
 impl Default for GenerateOptions {
     fn default() -> Self {
         GenerateOptions {
             max_tokens: 256,
             temperature: 0.0,
             top_p: None,
-            seed: 299792458,
+            seed: DEFAULT_SEED,
             stop: Vec::new(),
             repeat_penalty: 1.0,
             constraint: None,
@@ -461,7 +469,10 @@ impl GenModel {
             }
         }
         let sampling = match (opts.temperature, opts.top_p) {
-            (0.0, _) => Sampling::ArgMax,
+            // Near 0 the logits divided by the temperature overflow f32, and a nucleus that
+            // rounds to 0 in f32 keeps no token: both mean the most probable token.
+            (t, _) if t < GREEDY_BELOW => Sampling::ArgMax,
+            (_, Some(p)) if p as f32 <= 0.0 => Sampling::ArgMax,
             (t, Some(p)) if p < 1.0 => Sampling::TopP { p, temperature: t },
             (t, _) => Sampling::All { temperature: t },
         };

@@ -14,7 +14,9 @@ mod template;
 pub use constraint::{ConstrainedDecoder, ConstraintError, ConstraintVocab, OutputConstraint};
 pub use gguf_tokenizer::tokenizer_from_gguf;
 pub use judge::{nli_label_positions, JudgePrompt, NliJudge, NLI_LABELS};
-pub use llm::{FinishReason, GenModel, GenTiming, GenerateOptions, Generation, PrefixState};
+pub use llm::{
+    FinishReason, GenModel, GenTiming, GenerateOptions, Generation, PrefixState, DEFAULT_SEED,
+};
 pub use prefill::{Prefill, PrefillPrefix};
 pub use stream::StopMatcher;
 pub use template::{ChatMessage, ChatTemplate};
