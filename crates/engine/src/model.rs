@@ -198,11 +198,16 @@ impl OpOutput {
     }
 }
 
-/// How token predictions become output.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// How token predictions become output: the one vocabulary of the HTTP field `aggregation`
+/// (serde) and the CLI's `--aggregation` (clap, with the `clap` feature).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Aggregation {
+    /// Merge word pieces and BIO tags into entity spans.
     #[default]
     Simple,
+    /// Every token with its label.
     None,
 }
 

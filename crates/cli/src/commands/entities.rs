@@ -5,14 +5,6 @@ use nlpd_engine::{Aggregation, EntityOutput};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum AggregationArg {
-    /// Merge word pieces and BIO tags into entity spans.
-    Simple,
-    /// Every token with its label.
-    None,
-}
-
 #[derive(clap::Args)]
 pub struct Args {
     /// Token classification model directory or pack name [default: rampart-pii-ner].
@@ -23,7 +15,7 @@ pub struct Args {
     input: Option<PathBuf>,
     /// How token labels are turned into output.
     #[arg(long, env = "NLPD_AGGREGATION", value_enum, default_value = "simple")]
-    aggregation: AggregationArg,
+    aggregation: Aggregation,
     /// Refuse inputs longer than the model's limit instead of truncating them.
     #[arg(long, env = "NLPD_STRICT")]
     strict: bool,
@@ -36,10 +28,7 @@ pub fn run(args: Args, models_dir: &Path) -> Result<usize> {
         &model_path(args.model.as_deref(), "entities", models_dir)?,
         &args.engine,
     )?;
-    let aggregation = match args.aggregation {
-        AggregationArg::Simple => Aggregation::Simple,
-        AggregationArg::None => Aggregation::None,
-    };
+    let aggregation = args.aggregation;
     process_batched(
         records(args.input.as_deref())?,
         &progress(args.input.as_deref()),

@@ -294,8 +294,8 @@ impl FastBert {
     /// Rearranges a loaded candle encoder's weights for the fast path (the candle copy can then go).
     pub fn from_candle(enc: &BertEncoder) -> Result<Self> {
         if !Self::supports(enc) {
-            return Err(EngineError::InvalidParameter {
-                param: "backend",
+            return Err(EngineError::IncompatibleOption {
+                option: "backend",
                 message: "the fast encoder runs on the CPU only".into(),
             });
         }
