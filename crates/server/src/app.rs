@@ -123,6 +123,10 @@ pub fn router(state: AppState) -> Router {
         .route("/", post(hf::root))
         .route("/models/{name}", post(hf::model))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
+    // The document as this server enforces it: bearer security only when keys are configured.
+    let openapi = std::sync::Arc::new(crate::openapi::spec_for(crate::openapi::Settings::of(
+        &state.config,
+    )));
     let open = Router::new()
         .route("/health", get(ops::ready))
         .route("/health/ready", get(ops::ready))
@@ -131,7 +135,10 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(ops::metrics))
         .route(
             "/openapi.json",
-            get(|| async { axum::Json(crate::openapi::spec()) }),
+            get(move || {
+                let doc = openapi.clone();
+                async move { axum::Json(doc.as_ref().clone()) }
+            }),
         );
     let request_id = HeaderName::from_static("x-request-id");
     api.merge(open)

@@ -37,7 +37,19 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         });
     }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    serde_path_to_error::deserialize(de).or_else(|e| {
+        // JSON has one number type: `3.0` is the integer 3 to JSON Schema (and to pydantic's
+        // clients). Only a body that failed on a float is parsed again with such numbers made
+        // integers, so well-typed bodies are parsed once.
+        if e.inner().classify() == serde_json::error::Category::Data
+            && e.inner()
+                .to_string()
+                .contains("invalid type: floating point")
+        {
+            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(bytes) {
+                return from_value(v);
+            }
+        }
         let path = e.path().to_string();
         let inner = e.into_inner();
         let param = (path != "." && !path.is_empty()).then_some(path.clone());
@@ -48,8 +60,41 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         } else {
             format!("invalid request: {inner}")
         };
+        Err(ApiError::BadRequest { message, param })
+    })
+}
+
+/// Deserializes an already parsed body, naming the failing field like [`parse`]; numbers written
+/// as floats with no fractional part (`3.0`) count as integers.
+pub fn from_value<T: DeserializeOwned>(mut v: serde_json::Value) -> Result<T, ApiError> {
+    integral_floats(&mut v);
+    serde_path_to_error::deserialize(v).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let param = (path != "." && !path.is_empty()).then_some(path);
+        let message = match &param {
+            Some(p) => format!("invalid `{p}`: {inner}"),
+            None => format!("invalid request: {inner}"),
+        };
         ApiError::BadRequest { message, param }
     })
+}
+
+/// Rewrites every float that is a whole number within the 64-bit integer range as an integer.
+fn integral_floats(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::Number(n) if n.is_f64() => {
+            let f = n.as_f64().unwrap_or(f64::NAN);
+            if f.fract() == 0.0 && f.abs() < 9.0e15 {
+                // |f| < 2^53: exact in both types.
+                *v = Value::from(f as i64);
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(integral_floats),
+        Value::Object(o) => o.values_mut().for_each(integral_floats),
+        _ => {}
+    }
 }
 
 #[cfg(test)]
@@ -80,5 +125,27 @@ mod tests {
         assert!(e.message().contains("empty"));
         let e = parse::<R>(br#"{"inputs": [], "bogus": 1}"#).unwrap_err();
         assert!(e.message().contains("unknown field `bogus`"), "{e:?}");
+    }
+
+    #[test]
+    fn whole_floats_are_integers_and_fractions_name_the_field() {
+        let r = parse::<R>(br#"{"inputs": ["a"], "top_k": 3.0}"#).unwrap();
+        assert_eq!(r.top_k, Some(3));
+        let e = parse::<R>(br#"{"inputs": ["a"], "top_k": 2.5}"#).unwrap_err();
+        assert!(
+            matches!(e, ApiError::BadRequest { param: Some(ref p), .. } if p == "top_k"),
+            "{e:?}"
+        );
+        let e = parse::<R>(br#"{"inputs": ["a"], "top_k": -1.0}"#).unwrap_err();
+        assert!(
+            matches!(e, ApiError::BadRequest { param: Some(ref p), .. } if p == "top_k"),
+            "{e:?}"
+        );
+        // A float where a string belongs is still a type error.
+        let e = parse::<R>(br#"{"inputs": [1.0]}"#).unwrap_err();
+        assert!(
+            matches!(e, ApiError::BadRequest { param: Some(ref p), .. } if p == "inputs[0]"),
+            "{e:?}"
+        );
     }
 }

@@ -120,7 +120,11 @@ async fn judge(
     let handle = st.registry.generator(&name).await?;
     let (dl, _) = deadline(st, opts.timeout_ms);
     let n = pairs.len();
-    let scores = handle.nli(pairs, dl).await?;
+    // The one generative worker may be busy past the deadline: the answer is a 504 at the
+    // deadline, not when the worker reaches the job (it then finds nobody waiting and skips it).
+    let scores = tokio::time::timeout_at(tokio::time::Instant::from_std(dl), handle.nli(pairs, dl))
+        .await
+        .map_err(|_| ApiError::from(nlpd_runtime::RuntimeError::DeadlineExceeded))??;
     Ok(NliScores {
         scores,
         served: Served {

@@ -2,6 +2,8 @@
 //! shapes and the errors it can answer with. Built by hand with `serde_json::json!` (no macro
 //! crate), one small function per group of routes or schemas. `docs/API.md` is the prose version.
 
+use crate::routes::generate as gen;
+use nlpd_runtime::prompts::Detail;
 use serde_json::{json, Map, Value};
 
 mod cohere;
@@ -9,8 +11,100 @@ mod headers;
 mod hf;
 mod verify;
 
-/// The whole document.
+/// What the served document depends on: the server's own settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// API keys are configured: the key-protected operations declare bearer security and 401.
+    pub secured: bool,
+    /// `--max-new-tokens`: the most tokens a generation request may ask for.
+    pub max_new_tokens: usize,
+}
+
+impl Settings {
+    pub fn of(config: &crate::state::ServerConfig) -> Self {
+        Settings {
+            secured: !config.api_keys.is_empty(),
+            max_new_tokens: config.max_new_tokens,
+        }
+    }
+}
+
+impl Default for Settings {
+    /// The document of `ServerConfig::default()` with keys: every section present.
+    fn default() -> Self {
+        Settings {
+            secured: true,
+            max_new_tokens: crate::state::ServerConfig::default().max_new_tokens,
+        }
+    }
+}
+
+/// The document of a server with API keys and default limits.
 pub fn spec() -> Value {
+    spec_for(Settings::default())
+}
+
+/// The document as a server with these settings serves it. Without keys no route asks for one,
+/// so it declares no security scheme and no 401 answers (a client or a contract tester reading
+/// it must not expect a key the server never checks); the generation limits are the server's.
+pub fn spec_for(settings: Settings) -> Value {
+    let mut spec = full();
+    if !settings.secured {
+        open_access(&mut spec);
+    }
+    apply_limits(&mut spec, settings);
+    spec
+}
+
+/// The fields bounded by `--max-new-tokens`, as JSON pointers into the document.
+const NEW_TOKEN_FIELDS: &[&str] = &[
+    "/components/schemas/ChatCompletionRequest/properties/max_tokens",
+    "/components/schemas/ChatCompletionRequest/properties/max_completion_tokens",
+    "/components/schemas/CompletionRequest/properties/max_tokens",
+    "/components/schemas/CompletionRequest/properties/max_completion_tokens",
+    "/components/schemas/ExplainRequest/properties/max_tokens",
+    "/components/schemas/ExplainRequest/properties/max_completion_tokens",
+    "/components/schemas/HfTextGenerationRequest/properties/parameters/properties/max_new_tokens",
+];
+
+/// Writes the server's limits into the fields they bound (a default above a limit is cut to it,
+/// as the handlers do).
+fn apply_limits(spec: &mut Value, settings: Settings) {
+    for pointer in NEW_TOKEN_FIELDS {
+        if let Some(Value::Object(field)) = spec.pointer_mut(pointer) {
+            field.insert("maximum".into(), json!(settings.max_new_tokens));
+            if let Some(d) = field.get("default").and_then(Value::as_u64) {
+                let cut = d.min(settings.max_new_tokens as u64);
+                field.insert("default".into(), json!(cut));
+            }
+        }
+    }
+}
+
+/// Drops the bearer scheme, every operation's `security` and its 401 answer.
+fn open_access(spec: &mut Value) {
+    if let Some(c) = spec["components"].as_object_mut() {
+        c.remove("securitySchemes");
+    }
+    if let Some(rs) = spec["components"]["responses"].as_object_mut() {
+        rs.remove("Unauthorized");
+    }
+    if let Some(paths) = spec["paths"].as_object_mut() {
+        for op in paths
+            .values_mut()
+            .filter_map(Value::as_object_mut)
+            .flat_map(Map::values_mut)
+            .filter_map(Value::as_object_mut)
+        {
+            op.remove("security");
+            if let Some(r) = op.get_mut("responses").and_then(Value::as_object_mut) {
+                r.remove("401");
+            }
+        }
+    }
+}
+
+fn full() -> Value {
     let mut spec = json!({
         "openapi": "3.1.0",
         "info": info(),
@@ -111,11 +205,18 @@ fn stream_ok(description: &str, schema: Value, event_schema: Value, events: &str
         "headers": {"X-Request-Id": {"$ref": "#/components/headers/X-Request-Id"}},
         "content": {
             "application/json": {"schema": schema},
+            // Before OpenAPI 3.2 an event stream's `schema` describes one event: its fields.
             "text/event-stream": {
                 "schema": {
-                    "type": "string",
+                    "type": "object",
+                    "required": ["data"],
                     "description": events,
-                    "x-event-data": event_schema
+                    "properties": {
+                        "data": {"type": "string", "description": "JSON text (or the `[DONE]` marker).",
+                            "x-event-data": event_schema},
+                        "event": {"type": "string"},
+                        "id": {"type": "string"},
+                    }
                 }
             }
         }
@@ -463,7 +564,7 @@ fn schemas() -> Value {
 }
 
 fn model_field(task: &str) -> Value {
-    json!({"type": "string", "description": format!("A configured model name (see `GET /v1/models`); default: the `{task}` task's default model.")})
+    json!({"type": ["string", "null"], "description": format!("A configured model name (see `GET /v1/models`); default: the `{task}` task's default model.")})
 }
 
 fn truncate_field() -> Value {
@@ -482,7 +583,8 @@ fn prompt_field() -> Value {
 }
 
 fn timeout_field() -> Value {
-    json!({"type": "integer", "minimum": 0, "description": "Deadline for this request in ms (queue + compute); default `--request-timeout` (30 s). Past it: 504."})
+    json!({"type": "integer", "minimum": 1, "maximum": crate::types::TimeoutMs::MAX,
+        "description": "Deadline for this request in ms (queue + compute), 1 ms to a day; default `--request-timeout` (30 s). Past it: 504."})
 }
 
 fn cache_field() -> Value {
@@ -490,6 +592,15 @@ fn cache_field() -> Value {
         "description": "`false`: neither read nor fill the result cache (both levels) for this request. Cached results \
             are the model's outputs keyed by model, revision, operation, output-affecting parameters and input; a hit \
             returns exactly what the model returned for that input."})
+}
+
+/// The pattern of a text the handlers refuse when blank (empty or only whitespace): it must hold
+/// a character that is not whitespace.
+pub(crate) const NON_BLANK: &str = "\\S";
+
+/// A text that must not be blank (422 naming the field when it is).
+fn text() -> Value {
+    json!({"type": "string", "pattern": NON_BLANK})
 }
 
 fn float() -> Value {
@@ -517,16 +628,16 @@ fn common_schemas() -> Value {
             }}
         },
         "Texts": {
-            "description": "One text or a list of texts.",
-            "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]
+            "description": "One text or a non-empty list of texts; none may be blank (422 naming `inputs[i]`).",
+            "oneOf": [text(), {"type": "array", "items": text(), "minItems": 1}]
         },
         "TextOrPair": {
-            "description": "A text, or a `[text, text_pair]` pair.",
-            "oneOf": [{"type": "string"}, {"type": "array", "prefixItems": [{"type": "string"}, {"type": "string"}], "minItems": 2, "maxItems": 2}]
+            "description": "A text, or a `[text, text_pair]` pair; not blank.",
+            "oneOf": [text(), {"type": "array", "prefixItems": [text(), text()], "items": false, "minItems": 2, "maxItems": 2}]
         },
         "ClassifyInputs": {
-            "description": "One text, or a list of texts and/or `[text, text_pair]` pairs.",
-            "oneOf": [{"type": "string"}, {"type": "array", "items": sref("TextOrPair")}]
+            "description": "One text, or a non-empty list of texts and/or `[text, text_pair]` pairs.",
+            "oneOf": [text(), {"type": "array", "items": sref("TextOrPair"), "minItems": 1}]
         },
         "LabelScore": {
             "type": "object", "required": ["label", "score"],
@@ -560,6 +671,7 @@ fn encoder_schemas() -> Value {
     json!({
         "EmbedRequest": {
             "type": "object", "required": ["inputs"], "additionalProperties": false,
+            "not": {"required": ["prompt", "prompt_name"]},
             "properties": {
                 "model": model_field("embed"),
                 "inputs": sref("Texts"),
@@ -578,7 +690,7 @@ fn encoder_schemas() -> Value {
             "type": "object", "required": ["inputs"], "additionalProperties": false,
             "properties": {
                 "inputs": sref("Texts"),
-                "tasks": {"type": "array", "items": {"type": "string", "enum": ["sentiment", "entities", "embedding"]},
+                "tasks": {"type": "array", "minItems": 1, "items": {"type": "string", "enum": ["sentiment", "entities", "embedding"]},
                     "description": "Default: every task that has a model."},
                 "truncate": truncate_field(),
                 "timeout_ms": timeout_field(),
@@ -602,11 +714,12 @@ fn encoder_schemas() -> Value {
         },
         "OpenAIEmbeddingsRequest": {
             "type": "object", "required": ["input"],
+            "not": {"required": ["prompt", "prompt_name"]},
             "description": "Unknown fields are ignored.",
             "properties": {
                 "model": {"type": "string", "description": "A configured model name; any other name (e.g. `text-embedding-3-small`) means the default `embed` model."},
-                "input": {"description": "A text or a list of texts. Token-id arrays are refused (400).",
-                    "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+                "input": {"description": "A text or a non-empty list of texts, none blank. Token-id arrays are refused (400).",
+                    "oneOf": [text(), {"type": "array", "items": text(), "minItems": 1}]},
                 "encoding_format": {"type": "string", "enum": ["float", "base64"], "default": "float",
                     "description": "`base64`: each vector as base64 of its little-endian f32 bytes."},
                 "dimensions": {"type": "integer", "minimum": 1},
@@ -666,7 +779,7 @@ fn encoder_schemas() -> Value {
         },
         "NliPair": {
             "type": "object", "required": ["premise", "hypothesis"], "additionalProperties": false,
-            "properties": {"premise": {"type": "string"}, "hypothesis": {"type": "string"}}
+            "properties": {"premise": text(), "hypothesis": text()}
         },
         "NliRequest": {
             "type": "object", "required": ["pairs"], "additionalProperties": false,
@@ -692,9 +805,9 @@ fn encoder_schemas() -> Value {
             "type": "object", "required": ["query", "documents"], "additionalProperties": false,
             "properties": {
                 "model": {"type": "string", "description": "A cross-encoder (task `rerank`/`classify`) or an embedding model; default: the `rerank` default, else the `embed` default."},
-                "query": {"type": "string", "minLength": 1},
-                "documents": {"type": "array", "items": {"type": "string"}, "minItems": 1},
-                "top_n": {"type": "integer", "minimum": 0, "description": "Keep the n best; default all."},
+                "query": text(),
+                "documents": {"type": "array", "items": text(), "minItems": 1},
+                "top_n": {"type": "integer", "minimum": 1, "description": "Keep the n best; default all."},
                 "return_documents": {"type": "boolean", "default": true, "description": "Include each document's text."},
                 "timeout_ms": timeout_field(),
                 "cache": cache_field(),
@@ -732,20 +845,24 @@ fn sampling_properties(default_max: usize, default_temperature: f64) -> Map<Stri
         "max_completion_tokens": {"type": "integer", "minimum": 1, "description": "Wins over `max_tokens`."},
         "temperature": {"type": "number", "minimum": 0, "maximum": 2, "default": default_temperature, "description": "0: greedy."},
         "top_p": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
-        "seed": {"type": "integer", "minimum": 0, "default": 299792458_u64},
+        "seed": {"type": "integer", "minimum": 0, "default": nlpd_engine::generate::DEFAULT_SEED},
         "stop": {"description": "Stop sequences.", "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
         "frequency_penalty": {"type": "number", "description": "Positive values become a repeat penalty of 1 + p/2; negative values count as 0."},
         "n": {"type": "integer", "const": 1, "description": "Only 1 is supported."},
-        "timeout_ms": {"type": "integer", "minimum": 0, "description": "Deadline for this request (default `--request-timeout`); 504 when it passes."},
+        "timeout_ms": timeout_field(),
         "cache": {"type": "boolean", "default": true, "description": "`false`: neither read nor fill the result cache. \
             Only deterministic requests are cached (temperature 0, or an explicit `seed`), and only when not streamed."},
-        "stream_options": {"type": "object", "properties": {"include_usage": {"type": "boolean", "default": false,
-            "description": "Streams end with a chunk holding `choices: []` and the usage before `[DONE]`."}}},
     });
     match v {
         Value::Object(m) => m,
         _ => Map::new(),
     }
+}
+
+/// OpenAI's `stream_options` (the OpenAI routes only; `/v1/explain` has its own event shape).
+fn stream_options() -> Value {
+    json!({"type": "object", "properties": {"include_usage": {"type": "boolean", "default": false,
+        "description": "Streams end with a chunk holding `choices: []` and the usage before `[DONE]`."}}})
 }
 
 fn generation_request(
@@ -776,7 +893,8 @@ fn generation_schemas() -> Value {
             "model": model,
             "messages": {"type": "array", "items": sref("ChatMessage"), "minItems": 1},
             "response_format": sref("ResponseFormat"),
-        }), 256, 1.0, "Other OpenAI fields are accepted and ignored."),
+            "stream_options": stream_options(),
+        }), gen::CHAT_MAX_TOKENS, gen::OPENAI_TEMPERATURE, "Other OpenAI fields are accepted and ignored."),
         "ResponseFormat": {
             "type": "object", "required": ["type"],
             "description": "Structured output, enforced during decoding: `text` (free text), `json_object` (any JSON object) or \
@@ -819,7 +937,8 @@ fn generation_schemas() -> Value {
             "model": model,
             "prompt": {"type": "string", "minLength": 1, "description": "A single string (arrays are refused)."},
             "response_format": sref("ResponseFormat"),
-        }), 16, 1.0, "Other OpenAI fields are accepted and ignored."),
+            "stream_options": stream_options(),
+        }), gen::COMPLETION_MAX_TOKENS, gen::OPENAI_TEMPERATURE, "Other OpenAI fields are accepted and ignored."),
         "Completion": {
             "type": "object", "required": ["id", "object", "created", "model", "choices", "usage"],
             "properties": {
@@ -840,10 +959,10 @@ fn generation_schemas() -> Value {
         },
         "ExplainRequest": generation_request(&["code"], json!({
             "model": {"type": "string", "description": "A configured generative model; any other name means the default `generate` model."},
-            "code": {"type": "string", "minLength": 1, "description": "The code to explain."},
+            "code": {"type": "string", "pattern": NON_BLANK, "description": "The code to explain (not blank)."},
             "language": {"type": "string", "description": "The code's language, e.g. `rust` (helps the prompt)."},
-            "detail": {"type": "string", "enum": ["brief", "detailed"], "default": "brief", "description": "How much to explain: what the code does, or its purpose, inputs and outputs, steps and edge cases (default max_tokens 512)."},
-        }), 256, 0.0, "`frequency_penalty` defaults to 0.2 here. `response_format` is refused (400) unless `text`. \
+            "detail": {"type": "string", "enum": ["brief", "detailed"], "default": "brief", "description": format!("How much to explain: what the code does, or its purpose, inputs and outputs, steps and edge cases (default max_tokens {}).", Detail::Detailed.default_max_tokens())},
+        }), Detail::Brief.default_max_tokens(), gen::EXPLAIN_TEMPERATURE, "`frequency_penalty` defaults to 0.2 here. `response_format` is refused (400) unless `text`. \
             Other fields are accepted and ignored."),
         "ExplainResponse": {
             "type": "object", "required": ["explanation", "model", "finish_reason", "usage"],
@@ -1037,8 +1156,8 @@ fn tei_schemas() -> Value {
         "TeiRerankRequest": {
             "type": "object", "required": ["query", "texts"], "description": "Unknown fields (e.g. `raw_scores`, `truncate`) are ignored.",
             "properties": {
-                "query": {"type": "string", "minLength": 1},
-                "texts": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                "query": text(),
+                "texts": {"type": "array", "items": text(), "minItems": 1},
                 "return_text": {"type": "boolean", "default": false},
             }
         },
@@ -1213,6 +1332,53 @@ mod tests {
         assert!(
             s["components"]["responses"]["TooManyRequests"]["headers"]["Retry-After"].is_object()
         );
+    }
+
+    #[test]
+    fn generation_limits_are_the_servers() {
+        let s = spec_for(Settings {
+            secured: true,
+            max_new_tokens: 8,
+        });
+        for pointer in NEW_TOKEN_FIELDS {
+            let field = s
+                .pointer(pointer)
+                .unwrap_or_else(|| panic!("{pointer} missing"));
+            assert_eq!(field["maximum"], 8, "{pointer}");
+            if let Some(d) = field["default"].as_u64() {
+                assert!(d <= 8, "{pointer}: default {d} above the limit");
+            }
+        }
+    }
+
+    #[test]
+    fn without_keys_the_document_asks_for_none() {
+        let s = spec_for(Settings {
+            secured: false,
+            ..Settings::default()
+        });
+        let text = serde_json::to_string(&s).unwrap();
+        assert!(
+            !text.contains("bearerAuth"),
+            "security left in the open document"
+        );
+        assert!(
+            !text.contains("\"security\""),
+            "an operation still declares security"
+        );
+        for (method, path) in ROUTES {
+            let o = &s["paths"][*path][*method];
+            assert!(o["responses"]["200"].is_object(), "{method} {path}");
+            assert!(
+                o["responses"]["401"].is_null(),
+                "{method} {path}: 401 without keys"
+            );
+        }
+        let mut all = Vec::new();
+        refs(&s, &mut all);
+        for r in all {
+            assert!(s.pointer(&r[1..]).is_some(), "unresolved ref {r}");
+        }
     }
 
     fn refs<'a>(v: &'a Value, out: &mut Vec<&'a str>) {

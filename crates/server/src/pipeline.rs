@@ -21,13 +21,13 @@ pub type Input = (String, Option<String>);
 pub struct RunOpts {
     /// Cut inputs to the model's limit (else 422 for a longer one).
     pub truncate: bool,
-    pub timeout_ms: Option<u64>,
+    pub timeout_ms: Option<crate::types::TimeoutMs>,
     /// Use the result cache (a request's `"cache": false` turns it off).
     pub cache: bool,
 }
 
 impl RunOpts {
-    pub fn new(truncate: bool, timeout_ms: Option<u64>, cache: bool) -> Self {
+    pub fn new(truncate: bool, timeout_ms: Option<crate::types::TimeoutMs>, cache: bool) -> Self {
         RunOpts {
             truncate,
             timeout_ms,
@@ -67,9 +67,12 @@ impl EncoderRun {
 }
 
 /// The request's deadline: its own `timeout_ms` or the server's `--request-timeout`.
-pub fn deadline(state: &AppState, timeout_ms: Option<u64>) -> (Instant, Duration) {
+pub fn deadline(
+    state: &AppState,
+    timeout_ms: Option<crate::types::TimeoutMs>,
+) -> (Instant, Duration) {
     let d = timeout_ms
-        .map(Duration::from_millis)
+        .map(crate::types::TimeoutMs::duration)
         .unwrap_or(state.config.request_timeout);
     (Instant::now() + d, d)
 }

@@ -15,6 +15,8 @@ pub struct ServerConfig {
     pub api_keys: HashSet<String>,
     pub max_request_bytes: usize,
     pub max_inputs_per_request: usize,
+    /// Most tokens one generation request may ask for; more get 400.
+    pub max_new_tokens: usize,
     pub request_timeout: Duration,
     /// Lists longer than this go to the bulk lane.
     pub bulk_threshold: usize,
@@ -41,6 +43,7 @@ impl Default for ServerConfig {
             api_keys: HashSet::new(),
             max_request_bytes: 8 * 1024 * 1024,
             max_inputs_per_request: 2048,
+            max_new_tokens: 4096,
             request_timeout: Duration::from_secs(30),
             bulk_threshold: 8,
             rate_limit: None,

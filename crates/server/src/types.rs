@@ -3,6 +3,40 @@
 use crate::error::ApiError;
 use serde::{Deserialize, Serialize};
 
+/// A request's `timeout_ms`: its deadline in milliseconds, 1 ms to a day. 0 would be a deadline
+/// already past (every request a 504), so it is refused as a bad value instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "u64")]
+pub struct TimeoutMs(u64);
+
+impl TimeoutMs {
+    /// The largest deadline a request may ask for: a day.
+    pub const MAX: u64 = 86_400_000;
+
+    /// A deadline computed by the server itself (clamped into the allowed range).
+    pub fn clamped(d: std::time::Duration) -> Self {
+        TimeoutMs((d.as_millis().min(u128::from(Self::MAX)) as u64).max(1))
+    }
+
+    pub fn duration(self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.0)
+    }
+}
+
+impl TryFrom<u64> for TimeoutMs {
+    type Error = String;
+    fn try_from(ms: u64) -> Result<Self, String> {
+        if (1..=Self::MAX).contains(&ms) {
+            Ok(TimeoutMs(ms))
+        } else {
+            Err(format!(
+                "timeout_ms must be between 1 and {} (a day), got {ms}",
+                Self::MAX
+            ))
+        }
+    }
+}
+
 /// `inputs`: one text or a list of texts.
 #[derive(Debug, Clone)]
 pub enum Texts {

@@ -389,6 +389,29 @@ async fn generation_routes() {
         )
         .await;
     r.assert_error(400, Some("n"));
+    // More tokens than --max-new-tokens (4096 by default) allows: 400 naming the field used.
+    let one = json!([{"role": "user", "content": "x"}]);
+    s.post_json(
+        "/v1/chat/completions",
+        json!({"messages": one, "max_tokens": 4097}),
+    )
+    .await
+    .assert_error(400, Some("max_tokens"));
+    s.post_json(
+        "/v1/chat/completions",
+        json!({"messages": one, "max_completion_tokens": 99999}),
+    )
+    .await
+    .assert_error(400, Some("max_completion_tokens"));
+    s.post_json(
+        "/v1/completions",
+        json!({"prompt": "x", "max_tokens": 1_000_000}),
+    )
+    .await
+    .assert_error(400, Some("max_tokens"));
+    s.post_json("/v1/explain", json!({"code": "x", "max_tokens": 5000}))
+        .await
+        .assert_error(400, Some("max_tokens"));
     // A generation past its deadline is a 504, not a truncated answer.
     let r = s.post_json("/v1/chat/completions", json!({"messages": [{"role": "user", "content": "Write a long story"}], "max_tokens": 500, "timeout_ms": 300})).await;
     r.assert_error(504, None);

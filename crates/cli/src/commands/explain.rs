@@ -29,7 +29,7 @@ pub struct Args {
     #[arg(long, env = "NLPD_TOP_P")]
     top_p: Option<f64>,
     /// Random seed for sampling.
-    #[arg(long, env = "NLPD_SEED", default_value_t = 299792458)]
+    #[arg(long, env = "NLPD_SEED", default_value_t = nlpd_engine::generate::DEFAULT_SEED)]
     seed: u64,
     /// Stop when this text is generated (repeatable).
     #[arg(long, env = "NLPD_STOP")]

@@ -94,6 +94,10 @@ pub struct Args {
     /// Most inputs in one request; more get 413.
     #[arg(long, env = "NLPD_MAX_INPUTS_PER_REQUEST", default_value_t = 2048)]
     pub max_inputs_per_request: usize,
+    /// Most tokens one generation request may ask for (`max_tokens`, `max_completion_tokens`,
+    /// `max_new_tokens`); more get 400 naming the field, and /openapi.json states the limit.
+    #[arg(long, env = "NLPD_MAX_NEW_TOKENS", default_value_t = 4096)]
+    pub max_new_tokens: usize,
     /// Requests per second allowed per API key (per client IP without keys), with bursts of the
     /// same size; beyond it 429 with Retry-After. Unlimited when unset.
     #[arg(long, env = "NLPD_RATE_LIMIT")]
@@ -362,6 +366,7 @@ pub fn run(args: Args, models_dir: &Path) -> Result<usize> {
         api_keys: keys,
         max_request_bytes,
         max_inputs_per_request: args.max_inputs_per_request.max(1),
+        max_new_tokens: args.max_new_tokens.max(1),
         request_timeout: args.request_timeout,
         rate_limit: args.rate_limit,
         evidence_refresh: Some(args.evidence_refresh),

@@ -56,7 +56,7 @@ pub(super) fn paths() -> Value {
 
 fn nlpd_extensions() -> Value {
     json!({
-        "timeout_ms": {"type": "integer", "minimum": 0, "description": "nlpd extension: the request's deadline in ms (504 past it)."},
+        "timeout_ms": super::timeout_field(),
         "cache": {"type": "boolean", "default": true, "description": "nlpd extension: `false` neither reads nor fills the result cache."},
     })
 }
@@ -106,8 +106,8 @@ pub(super) fn schemas() -> Value {
             "type": "object", "required": ["inputs"],
             "properties": {
                 "inputs": {"type": "object", "required": ["source_sentence", "sentences"], "properties": {
-                    "source_sentence": {"type": "string", "minLength": 1},
-                    "sentences": {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1},
+                    "source_sentence": {"type": "string", "pattern": super::NON_BLANK},
+                    "sentences": {"type": "array", "items": {"type": "string", "pattern": super::NON_BLANK}, "minItems": 1},
                 }},
                 "parameters": {"type": "object", "properties": {
                     "truncate": truncate(),
@@ -148,7 +148,7 @@ pub(super) fn schemas() -> Value {
                             nlpd's one word-level BIO grouping for all four."},
                     "ignore_labels": {"type": "array", "items": {"type": "string"}, "default": ["O"],
                         "description": "Labels left out (`entity_group`, or the raw `entity` with `none`)."},
-                    "stride": {"type": "integer", "minimum": 0, "description": "Not supported (above 0 a 422): long texts are cut at the model's limit."},
+                    "stride": {"type": "integer", "minimum": 0, "maximum": 0, "description": "Not supported (above 0 a 422): long texts are cut at the model's limit."},
                 }},
                 "truncate": truncate(),
             }

@@ -2,6 +2,7 @@
 
 use super::{
     cache_field, float, get, json_body, json_ok, op, responses, sref, timeout_field, Errs,
+    NON_BLANK,
 };
 use serde_json::{json, Value};
 
@@ -53,8 +54,8 @@ pub(super) fn schemas() -> Value {
                 "documents": {"type": "array", "minItems": 1, "items": {
                     "type": "object", "required": ["text"], "additionalProperties": false,
                     "properties": {
-                        "id": {"type": "string", "minLength": 1, "maxLength": 256, "description": "No `/`. Default: `doc-` and 24 hex digits of the text's blake3 hash, so the same text gets the same id."},
-                        "text": {"type": "string", "minLength": 1},
+                        "id": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": "^[^/]*[^/\\s][^/]*$", "description": "Not blank, no `/`. Default: `doc-` and 24 hex digits of the text's blake3 hash, so the same text gets the same id."},
+                        "text": {"type": "string", "pattern": NON_BLANK},
                         "source": {"type": "string", "description": "Where the document comes from (kept, not used)."}
                     }
                 }},
@@ -97,7 +98,7 @@ pub(super) fn schemas() -> Value {
         "VerifyRequest": {
             "type": "object", "required": ["claims"], "additionalProperties": false,
             "properties": {
-                "claims": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1}]},
+                "claims": {"oneOf": [{"type": "string", "pattern": NON_BLANK}, {"type": "array", "items": {"type": "string", "pattern": NON_BLANK}, "minItems": 1}]},
                 "top_k": {"type": "integer", "minimum": 1, "maximum": 100, "default": 10},
                 "min_score": {"type": "number", "minimum": -1, "maximum": 1, "default": 0.25, "description": "Least cosine similarity of a passage to the claim."},
                 "nli_model": {"type": "string", "description": "An NLI cross-encoder or a generative model (the judge); default as `/v1/nli` chooses."},

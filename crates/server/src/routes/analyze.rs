@@ -49,7 +49,7 @@ pub struct AnalyzeRequest {
     tasks: Option<Vec<AnalyzeTask>>,
     #[serde(default = "crate::types::default_true")]
     truncate: bool,
-    timeout_ms: Option<u64>,
+    timeout_ms: Option<crate::types::TimeoutMs>,
     /// `false`: neither read nor fill the result cache.
     #[serde(default = "crate::types::default_true")]
     cache: bool,

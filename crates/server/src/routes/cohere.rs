@@ -19,24 +19,9 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use nlpd_engine::prompts::Prompts;
 use nlpd_engine::EncoderOp;
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
-
-/// Deserializes an already parsed body, naming the failing field like [`crate::json::parse`].
-pub fn from_value<T: DeserializeOwned>(v: Value) -> Result<T, ApiError> {
-    serde_path_to_error::deserialize(v).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        let param = (path != "." && !path.is_empty()).then_some(path.clone());
-        let message = match &param {
-            Some(p) => format!("invalid `{p}`: {inner}"),
-            None => format!("invalid request: {inner}"),
-        };
-        ApiError::BadRequest { message, param }
-    })
-}
 
 /// The response `id`: the request's `x-request-id` (set by the server when the client sent none).
 fn response_id(headers: &HeaderMap) -> String {
@@ -334,7 +319,7 @@ pub struct CohereRerankRequest {
     priority: Option<Value>,
     #[allow(dead_code)]
     max_chunks_per_doc: Option<Value>,
-    timeout_ms: Option<u64>,
+    timeout_ms: Option<crate::types::TimeoutMs>,
     /// nlpd: `false` neither reads nor fills the result cache.
     #[serde(default = "crate::types::default_true")]
     cache: bool,
@@ -417,7 +402,7 @@ pub async fn rerank_v1(
     headers: &HeaderMap,
     body: Value,
 ) -> Result<Response, ApiError> {
-    rerank(st, headers, from_value(body)?, "1").await
+    rerank(st, headers, crate::json::from_value(body)?, "1").await
 }
 
 async fn rerank(

@@ -36,7 +36,7 @@ pub struct EmbedRequest {
     prompt_name: Option<String>,
     /// A prompt's text, put before each input (`""`: none, not even the model's default).
     prompt: Option<String>,
-    timeout_ms: Option<u64>,
+    timeout_ms: Option<crate::types::TimeoutMs>,
     /// `false`: neither read nor fill the result cache.
     #[serde(default = "crate::types::default_true")]
     cache: bool,
@@ -238,7 +238,7 @@ pub struct ClassifyRequest {
     raw_scores: bool,
     #[serde(default = "crate::types::default_true")]
     truncate: bool,
-    timeout_ms: Option<u64>,
+    timeout_ms: Option<crate::types::TimeoutMs>,
     /// `false`: neither read nor fill the result cache.
     #[serde(default = "crate::types::default_true")]
     cache: bool,
@@ -296,24 +296,16 @@ pub async fn classify(
     Ok(respond(run.served, json!({ "results": results })))
 }
 
-#[derive(Deserialize, Clone, Copy, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum AggregationParam {
-    #[default]
-    Simple,
-    None,
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EntitiesRequest {
     model: Option<String>,
     inputs: Texts,
     #[serde(default)]
-    aggregation: AggregationParam,
+    aggregation: Aggregation,
     #[serde(default = "crate::types::default_true")]
     truncate: bool,
-    timeout_ms: Option<u64>,
+    timeout_ms: Option<crate::types::TimeoutMs>,
     /// `false`: neither read nor fill the result cache.
     #[serde(default = "crate::types::default_true")]
     cache: bool,
@@ -325,10 +317,7 @@ pub async fn entities(
 ) -> Result<Response, ApiError> {
     let texts = req.inputs.into_vec();
     check_count(texts.len(), "inputs", st.config.max_inputs_per_request)?;
-    let agg = match req.aggregation {
-        AggregationParam::Simple => Aggregation::Simple,
-        AggregationParam::None => Aggregation::None,
-    };
+    let agg = req.aggregation;
     let opts = RunOpts::new(req.truncate, req.timeout_ms, req.cache);
     let (outputs, served) = entity_outputs(&st, req.model.as_deref(), &texts, agg, opts).await?;
     let results: Vec<Value> = outputs
@@ -404,7 +393,7 @@ pub struct RerankRequest {
     top_n: Option<usize>,
     #[serde(default = "crate::types::default_true")]
     return_documents: bool,
-    timeout_ms: Option<u64>,
+    timeout_ms: Option<crate::types::TimeoutMs>,
     /// `false`: neither read nor fill the result cache.
     #[serde(default = "crate::types::default_true")]
     cache: bool,
@@ -486,7 +475,7 @@ pub async fn rerank(
     if super::cohere::is_cohere_rerank(&st, &headers, &body) {
         return super::cohere::rerank_v1(&st, &headers, body).await;
     }
-    let req: RerankRequest = super::cohere::from_value(body)?;
+    let req: RerankRequest = crate::json::from_value(body)?;
     let cross = rerank_is_cross(&st, req.model.as_deref());
     let (scores, served) = rerank_scores(
         &st,
@@ -527,7 +516,7 @@ pub struct NliPair {
 pub struct NliRequest {
     model: Option<String>,
     pairs: Vec<NliPair>,
-    timeout_ms: Option<u64>,
+    timeout_ms: Option<crate::types::TimeoutMs>,
     /// `false`: neither read nor fill the result cache.
     #[serde(default = "crate::types::default_true")]
     cache: bool,

@@ -47,7 +47,7 @@ pub struct EvidenceRequest {
     documents: Vec<DocumentIn>,
     /// Most word pieces per passage (default 64; at most the embedding model's limit).
     passage_tokens: Option<usize>,
-    timeout_ms: Option<u64>,
+    timeout_ms: Option<crate::types::TimeoutMs>,
 }
 
 /// The corpus, or 503 when the server runs without a store.
@@ -191,7 +191,7 @@ pub async fn put_evidence(
             break;
         }
         let left = deadline_at.saturating_duration_since(Instant::now());
-        let left_ms = (left.as_millis() as u64).max(1);
+        let left_ms = crate::types::TimeoutMs::clamped(left);
         let run = run_encoder_as(
             &st,
             Some(&model),

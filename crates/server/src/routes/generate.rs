@@ -28,6 +28,15 @@ use std::time::Instant;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc::UnboundedReceiver;
 
+/// `max_tokens` of `/v1/chat/completions` when the request leaves it out.
+pub(crate) const CHAT_MAX_TOKENS: usize = 256;
+/// `max_tokens` of `/v1/completions` when the request leaves it out (OpenAI's default).
+pub(crate) const COMPLETION_MAX_TOKENS: usize = 16;
+/// `temperature` of the OpenAI routes when the request leaves it out (OpenAI's default).
+pub(crate) const OPENAI_TEMPERATURE: f64 = 1.0;
+/// `temperature` of `/v1/explain` when the request leaves it out: greedy.
+pub(crate) const EXPLAIN_TEMPERATURE: f64 = 0.0;
+
 /// `stop`: one string or several.
 #[derive(Deserialize, Clone)]
 #[serde(untagged)]
@@ -48,7 +57,7 @@ pub struct Sampling {
     frequency_penalty: Option<f32>,
     n: Option<usize>,
     /// nlpd extension: the request's deadline (504 when it passes).
-    timeout_ms: Option<u64>,
+    timeout_ms: Option<crate::types::TimeoutMs>,
     /// nlpd extension: `false` neither reads nor fills the result cache. Only deterministic
     /// requests (temperature 0, or a `seed`) that are not streamed are cached.
     #[serde(default = "crate::types::default_true")]
@@ -59,7 +68,11 @@ impl Sampling {
     /// The settings [`generate_once`] reads, for a route that builds its [`GenerateOptions`]
     /// itself (the Hugging Face text-generation route): whether the client chose the seed, the
     /// deadline and the cache switch.
-    pub(crate) fn chosen(seed: Option<u64>, timeout_ms: Option<u64>, cache: bool) -> Self {
+    pub(crate) fn chosen(
+        seed: Option<u64>,
+        timeout_ms: Option<crate::types::TimeoutMs>,
+        cache: bool,
+    ) -> Self {
         Sampling {
             max_tokens: None,
             max_completion_tokens: None,
@@ -74,10 +87,13 @@ impl Sampling {
         }
     }
 
+    /// The options of these settings; `limit` is the server's `--max-new-tokens` (the default
+    /// `default_max` is cut to it, a request asking for more is refused).
     fn options(
         &self,
         default_max: usize,
         default_temperature: f64,
+        limit: usize,
     ) -> Result<GenerateOptions, ApiError> {
         if self.n.is_some_and(|n| n != 1) {
             return Err(ApiError::bad("n", "only n = 1 is supported"));
@@ -94,12 +110,23 @@ impl Sampling {
                 return Err(ApiError::bad("top_p", "top_p must be in (0, 1]"));
             }
         }
+        let field = if self.max_completion_tokens.is_some() {
+            "max_completion_tokens"
+        } else {
+            "max_tokens"
+        };
         let max_tokens = self
             .max_completion_tokens
             .or(self.max_tokens)
-            .unwrap_or(default_max);
+            .unwrap_or(default_max.min(limit));
         if max_tokens == 0 {
-            return Err(ApiError::bad("max_tokens", "max_tokens must be at least 1"));
+            return Err(ApiError::bad(field, format!("{field} must be at least 1")));
+        }
+        if max_tokens > limit {
+            return Err(ApiError::bad(
+                field,
+                format!("{field} is {max_tokens}; this server allows at most {limit} (--max-new-tokens)"),
+            ));
         }
         let stop = match &self.stop {
             None => Vec::new(),
@@ -110,7 +137,7 @@ impl Sampling {
             max_tokens,
             temperature,
             top_p: self.top_p,
-            seed: self.seed.unwrap_or(299792458),
+            seed: self.seed.unwrap_or(nlpd_engine::generate::DEFAULT_SEED),
             stop,
             // OpenAI's frequency_penalty (-2..2) maps onto a multiplicative repeat penalty.
             repeat_penalty: 1.0 + self.frequency_penalty.unwrap_or(0.0).max(0.0) / 2.0,
@@ -217,7 +244,7 @@ pub(crate) async fn start(
     input: GenInput,
     opts: GenerateOptions,
     task: &'static str,
-    timeout_ms: Option<u64>,
+    timeout_ms: Option<crate::types::TimeoutMs>,
 ) -> Result<(UnboundedReceiver<GenEvent>, Served), ApiError> {
     // OpenAI clients name OpenAI models: a name this server does not have means the default.
     let model = model.filter(|m| st.registry.spec(m).is_some());
@@ -498,7 +525,11 @@ pub async fn chat_completions(
         ));
     }
     let opts = with_format(
-        req.sampling.options(256, 1.0)?,
+        req.sampling.options(
+            CHAT_MAX_TOKENS,
+            OPENAI_TEMPERATURE,
+            st.config.max_new_tokens,
+        )?,
         req.response_format.as_ref(),
     )?;
     if !req.stream {
@@ -576,7 +607,14 @@ pub async fn completions(
             "`prompt` must not be empty",
         ));
     }
-    let opts = with_format(req.sampling.options(16, 1.0)?, req.response_format.as_ref())?;
+    let opts = with_format(
+        req.sampling.options(
+            COMPLETION_MAX_TOKENS,
+            OPENAI_TEMPERATURE,
+            st.config.max_new_tokens,
+        )?,
+        req.response_format.as_ref(),
+    )?;
     if !req.stream {
         let (g, served) = generate_once(
             &st,
@@ -664,7 +702,11 @@ pub async fn explain(
     if sampling.frequency_penalty.is_none() {
         sampling.frequency_penalty = Some(0.2);
     }
-    let opts = sampling.options(req.detail.default_max_tokens(), 0.0)?;
+    let opts = sampling.options(
+        req.detail.default_max_tokens(),
+        EXPLAIN_TEMPERATURE,
+        st.config.max_new_tokens,
+    )?;
     let messages = explain_messages(&req.code, req.language.as_deref(), req.detail);
     if !req.stream {
         let (g, served) = generate_once(

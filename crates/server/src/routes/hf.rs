@@ -98,16 +98,7 @@ fn object(body: Value) -> Result<Map<String, Value>, ApiError> {
 /// Deserializes the body, naming the failing field (`inputs[2]`, `parameters.top_k`) like
 /// [`crate::json::parse`] does for a body read straight from bytes.
 fn from_body<T: DeserializeOwned>(body: Map<String, Value>) -> Result<T, ApiError> {
-    serde_path_to_error::deserialize(Value::Object(body)).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        let param = (path != "." && !path.is_empty()).then_some(path);
-        let message = match &param {
-            Some(p) => format!("invalid `{p}`: {inner}"),
-            None => format!("invalid request: {inner}"),
-        };
-        ApiError::BadRequest { message, param }
-    })
+    crate::json::from_value(Value::Object(body))
 }
 
 /// What `inputs` looks like, to tell the tasks' payloads apart.
@@ -198,7 +189,7 @@ struct FeatureRequest {
     encoding_format: Option<String>,
     /// Another task's parameters: refused (see [`embedding`]).
     parameters: Option<Value>,
-    timeout_ms: Option<u64>,
+    timeout_ms: Option<crate::types::TimeoutMs>,
     cache: Option<bool>,
 }
 
@@ -281,7 +272,7 @@ async fn embedding(
 pub struct SimilarityRequest {
     inputs: SimilarityInputs,
     parameters: Option<SimilarityParameters>,
-    timeout_ms: Option<u64>,
+    timeout_ms: Option<crate::types::TimeoutMs>,
     cache: Option<bool>,
 }
 
@@ -406,7 +397,7 @@ struct ClassificationRequest {
     inputs: ClassificationInputs,
     parameters: Option<ClassificationParameters>,
     truncate: Option<bool>,
-    timeout_ms: Option<u64>,
+    timeout_ms: Option<crate::types::TimeoutMs>,
     cache: Option<bool>,
 }
 
@@ -534,7 +525,7 @@ struct TokenRequest {
     inputs: Texts,
     parameters: Option<TokenParameters>,
     truncate: Option<bool>,
-    timeout_ms: Option<u64>,
+    timeout_ms: Option<crate::types::TimeoutMs>,
     cache: Option<bool>,
 }
 
@@ -667,7 +658,7 @@ struct GenerationRequest {
     inputs: String,
     parameters: Option<GenerationParameters>,
     stream: Option<bool>,
-    timeout_ms: Option<u64>,
+    timeout_ms: Option<crate::types::TimeoutMs>,
     cache: Option<bool>,
 }
 
@@ -698,8 +689,10 @@ struct GenerationParameters {
 
 /// The generation options of TGI's parameters, and the seed to report (`None` when greedy).
 /// Sampling is on, as in TGI, with `do_sample` or any `temperature` other than 1 or `top_p` below 1.
+/// `limit` is the server's `--max-new-tokens`: TGI's default is cut to it, more is refused.
 fn generation_options(
     p: &GenerationParameters,
+    limit: usize,
 ) -> Result<(GenerateOptions, Option<u64>), ApiError> {
     let bad = |field: &str, message: &str| {
         ApiError::bad(
@@ -709,6 +702,12 @@ fn generation_options(
     };
     if p.max_new_tokens == Some(0) {
         return Err(bad("max_new_tokens", "must be at least 1"));
+    }
+    if let Some(n) = p.max_new_tokens.filter(|&n| n > limit) {
+        return Err(bad(
+            "max_new_tokens",
+            &format!("is {n}; this server allows at most {limit} (--max-new-tokens)"),
+        ));
     }
     if p.temperature.is_some_and(|t| !(t > 0.0 && t.is_finite())) {
         return Err(bad("temperature", "must be strictly positive"));
@@ -773,7 +772,9 @@ fn generation_options(
         repeat_penalty *= 1.0 + f.max(0.0) / 2.0;
     }
     let opts = GenerateOptions {
-        max_tokens: p.max_new_tokens.unwrap_or(DEFAULT_MAX_NEW_TOKENS),
+        max_tokens: p
+            .max_new_tokens
+            .unwrap_or(DEFAULT_MAX_NEW_TOKENS.min(limit)),
         temperature: if sampling {
             p.temperature.unwrap_or(1.0)
         } else {
@@ -831,7 +832,7 @@ async fn text_generation(
         ));
     }
     let p = req.parameters.unwrap_or_default();
-    let (opts, reported_seed) = generation_options(&p)?;
+    let (opts, reported_seed) = generation_options(&p, st.config.max_new_tokens)?;
     let prefix = if p.return_full_text == Some(true) {
         req.inputs.clone()
     } else {
@@ -901,25 +902,26 @@ mod tests {
 
     #[test]
     fn greedy_unless_tgi_would_sample() {
-        let (o, seed) = generation_options(&params(json!({}))).unwrap();
+        let (o, seed) = generation_options(&params(json!({})), 4096).unwrap();
         assert_eq!(o.temperature, 0.0);
         assert_eq!(o.max_tokens, DEFAULT_MAX_NEW_TOKENS);
         assert_eq!(seed, None);
         let (o, seed) =
-            generation_options(&params(json!({"temperature": 0.7, "seed": 5}))).unwrap();
+            generation_options(&params(json!({"temperature": 0.7, "seed": 5})), 4096).unwrap();
         assert_eq!(o.temperature, 0.7);
         assert_eq!((o.seed, seed), (5, Some(5)));
-        let (o, _) = generation_options(&params(json!({"do_sample": true}))).unwrap();
+        let (o, _) = generation_options(&params(json!({"do_sample": true})), 4096).unwrap();
         assert_eq!(o.temperature, 1.0);
-        let (o, _) = generation_options(&params(json!({"top_p": 0.9}))).unwrap();
+        let (o, _) = generation_options(&params(json!({"top_p": 0.9})), 4096).unwrap();
         assert_eq!((o.temperature, o.top_p), (1.0, Some(0.9)));
     }
 
     #[test]
     fn unsupported_parameters_use_the_message_the_client_retries_on() {
-        let e = generation_options(&params(
-            json!({"top_k": 5, "watermark": true, "typical_p": 0.95}),
-        ))
+        let e = generation_options(
+            &params(json!({"top_k": 5, "watermark": true, "typical_p": 0.95})),
+            4096,
+        )
         .unwrap_err();
         assert_eq!(e.status(), 400);
         let m = e.message();
@@ -928,9 +930,10 @@ mod tests {
             "{m}"
         );
         // Neutral values are fine.
-        generation_options(&params(
-            json!({"top_k": 0, "watermark": false, "typical_p": 1.0, "best_of": 1}),
-        ))
+        generation_options(
+            &params(json!({"top_k": 0, "watermark": false, "typical_p": 1.0, "best_of": 1})),
+            4096,
+        )
         .unwrap();
     }
 
@@ -938,6 +941,8 @@ mod tests {
     fn bad_values_name_the_field() {
         for (body, field) in [
             (json!({"max_new_tokens": 0}), "parameters.max_new_tokens"),
+            // Beyond --max-new-tokens (4096 here).
+            (json!({"max_new_tokens": 4097}), "parameters.max_new_tokens"),
             (json!({"temperature": 0.0}), "parameters.temperature"),
             (json!({"top_p": 1.5}), "parameters.top_p"),
             (
@@ -945,7 +950,7 @@ mod tests {
                 "parameters.repetition_penalty",
             ),
         ] {
-            let e = generation_options(&params(body)).unwrap_err();
+            let e = generation_options(&params(body), 4096).unwrap_err();
             assert!(
                 matches!(&e, ApiError::BadRequest { param: Some(p), .. } if p == field),
                 "{e:?}"

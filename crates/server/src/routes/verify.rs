@@ -37,7 +37,7 @@ pub struct VerifyRequest {
     /// The NLI model: a cross-encoder, or a generative model for the judge (default: as
     /// `/v1/nli` chooses).
     nli_model: Option<String>,
-    timeout_ms: Option<u64>,
+    timeout_ms: Option<crate::types::TimeoutMs>,
     /// `false`: neither read nor fill the result cache (claim embeddings, cross-encoder NLI).
     #[serde(default = "crate::types::default_true")]
     cache: bool,

@@ -90,6 +90,8 @@ pub struct FileConfig {
     pub max_request_bytes: Option<Size>,
     #[serde(alias = "max_inputs_per_request")]
     pub max_inputs_per_request: Option<usize>,
+    #[serde(alias = "max_new_tokens")]
+    pub max_new_tokens: Option<usize>,
     #[serde(alias = "rate_limit")]
     pub rate_limit: Option<f64>,
     #[serde(alias = "request_timeout")]
@@ -405,6 +407,11 @@ impl FileConfig {
             "max_inputs_per_request",
             &mut a.max_inputs_per_request,
             self.max_inputs_per_request.take(),
+        );
+        l.set(
+            "max_new_tokens",
+            &mut a.max_new_tokens,
+            self.max_new_tokens.take(),
         );
         l.set(
             "rate_limit",
