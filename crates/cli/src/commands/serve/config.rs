@@ -1088,6 +1088,7 @@ api-key = ["k"]
 api-key-file = "keys.txt"
 max-input-tokens = 256
 max-request-bytes = "4MiB"
+max-new-tokens = 512
 max-inputs-per-request = 100
 rate-limit = 50.5
 request-timeout = "10s"
