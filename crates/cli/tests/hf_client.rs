@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{pack, python_check, serve, terminate, test_python, Tmp};
+use common::{default_pack, python_check, serve, terminate, test_python, Tmp};
 use std::ffi::OsStr;
 
 #[test]
@@ -17,16 +17,8 @@ fn hugging_face_inference_client_works_against_nlpd_serve() {
     let Some(python) = test_python("hf_client") else {
         return;
     };
-    // One model per task, as `nlpd serve` names them (their directories).
-    for m in [
-        "all-MiniLM-L6-v2",
-        "sentiment",
-        "rampart-pii-ner",
-        "smollm2-135m-instruct",
-    ] {
-        if pack(m).is_none() {
-            return;
-        }
+    if !default_pack() {
+        return;
     }
     let tmp = Tmp::new("hf", "serve");
     let (mut server, url) = serve(&[], &tmp.path("data"));

@@ -13,7 +13,7 @@
 
 mod common;
 
-use common::{pack, repo, serve, terminate, wait_timeout, KillOnDrop, Tmp};
+use common::{default_pack, repo, serve, terminate, wait_timeout, KillOnDrop, Tmp};
 
 const EXAMPLES: &str = "8";
 /// The two checks not held yet (issue 17): every schema-valid request accepted and every
@@ -97,15 +97,8 @@ fn contract(keyed: bool) {
     let Some(bin) = schemathesis() else {
         return;
     };
-    for m in [
-        "all-MiniLM-L6-v2",
-        "sentiment",
-        "rampart-pii-ner",
-        "smollm2-135m-instruct",
-    ] {
-        if pack(m).is_none() {
-            return;
-        }
+    if !default_pack() {
+        return;
     }
     let name = if keyed { "keyed" } else { "open" };
     let tmp = Tmp::new("schemathesis", name);

@@ -40,6 +40,18 @@ pub fn pack(name: &str) -> Option<PathBuf> {
     prerequisite(models().join(name), ".nlpd-pack.json", "make models")
 }
 
+/// Whether the default pack (one model per task, as `nlpd serve` names them) is installed.
+pub fn default_pack() -> bool {
+    [
+        "all-MiniLM-L6-v2",
+        "sentiment",
+        "rampart-pii-ner",
+        "smollm2-135m-instruct",
+    ]
+    .into_iter()
+    .all(|m| pack(m).is_some())
+}
+
 /// `data/datasets` of `make datasets`.
 pub fn datasets() -> Option<PathBuf> {
     let dir = std::env::var_os("NLPD_DATA_DIR")
