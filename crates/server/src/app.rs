@@ -124,9 +124,13 @@ pub fn router(state: AppState) -> Router {
         .route("/models/{name}", post(hf::model))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     // The document as this server enforces it: bearer security only when keys are configured.
-    let openapi = std::sync::Arc::new(crate::openapi::spec_for(crate::openapi::Settings::of(
-        &state.config,
-    )));
+    // Serialized once: every request for it gets the same bytes.
+    let openapi = axum::body::Bytes::from(
+        serde_json::to_vec(&crate::openapi::spec_for(crate::openapi::Settings::of(
+            &state.config,
+        )))
+        .expect("a JSON value serializes"),
+    );
     let open = Router::new()
         .route("/health", get(ops::ready))
         .route("/health/ready", get(ops::ready))
@@ -137,7 +141,12 @@ pub fn router(state: AppState) -> Router {
             "/openapi.json",
             get(move || {
                 let doc = openapi.clone();
-                async move { axum::Json(doc.as_ref().clone()) }
+                async move {
+                    (
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        doc,
+                    )
+                }
             }),
         );
     let request_id = HeaderName::from_static("x-request-id");

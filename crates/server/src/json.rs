@@ -50,17 +50,7 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
                 return from_value(v);
             }
         }
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        let param = (path != "." && !path.is_empty()).then_some(path.clone());
-        let message = if inner.is_syntax() || inner.is_eof() {
-            format!("malformed JSON: {inner}")
-        } else if let Some(p) = &param {
-            format!("invalid `{p}`: {inner}")
-        } else {
-            format!("invalid request: {inner}")
-        };
-        Err(ApiError::BadRequest { message, param })
+        Err(bad_request(e))
     })
 }
 
@@ -68,16 +58,22 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 /// as floats with no fractional part (`3.0`) count as integers.
 pub fn from_value<T: DeserializeOwned>(mut v: serde_json::Value) -> Result<T, ApiError> {
     integral_floats(&mut v);
-    serde_path_to_error::deserialize(v).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        let param = (path != "." && !path.is_empty()).then_some(path);
-        let message = match &param {
-            Some(p) => format!("invalid `{p}`: {inner}"),
-            None => format!("invalid request: {inner}"),
-        };
-        ApiError::BadRequest { message, param }
-    })
+    serde_path_to_error::deserialize(v).map_err(bad_request)
+}
+
+/// A 400 naming the field that failed (none for the whole body or malformed JSON).
+fn bad_request(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    let path = e.path().to_string();
+    let inner = e.into_inner();
+    let param = (path != "." && !path.is_empty()).then_some(path);
+    let message = if inner.is_syntax() || inner.is_eof() {
+        format!("malformed JSON: {inner}")
+    } else if let Some(p) = &param {
+        format!("invalid `{p}`: {inner}")
+    } else {
+        format!("invalid request: {inner}")
+    };
+    ApiError::BadRequest { message, param }
 }
 
 /// Rewrites every float that is a whole number within the 64-bit integer range as an integer.

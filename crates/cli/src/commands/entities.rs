@@ -28,7 +28,6 @@ pub fn run(args: Args, models_dir: &Path) -> Result<usize> {
         &model_path(args.model.as_deref(), "entities", models_dir)?,
         &args.engine,
     )?;
-    let aggregation = args.aggregation;
     process_batched(
         records(args.input.as_deref())?,
         &progress(args.input.as_deref()),
@@ -37,7 +36,7 @@ pub fn run(args: Args, models_dir: &Path) -> Result<usize> {
         |texts| {
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
             model
-                .entities(&refs, aggregation, !args.strict)
+                .entities(&refs, args.aggregation, !args.strict)
                 .map_err(|e| e.to_string())
         },
         |out| match out {

@@ -317,9 +317,9 @@ pub async fn entities(
 ) -> Result<Response, ApiError> {
     let texts = req.inputs.into_vec();
     check_count(texts.len(), "inputs", st.config.max_inputs_per_request)?;
-    let agg = req.aggregation;
     let opts = RunOpts::new(req.truncate, req.timeout_ms, req.cache);
-    let (outputs, served) = entity_outputs(&st, req.model.as_deref(), &texts, agg, opts).await?;
+    let (outputs, served) =
+        entity_outputs(&st, req.model.as_deref(), &texts, req.aggregation, opts).await?;
     let results: Vec<Value> = outputs
         .into_iter()
         .map(|o| match o {

@@ -37,6 +37,23 @@ pub(crate) const OPENAI_TEMPERATURE: f64 = 1.0;
 /// `temperature` of `/v1/explain` when the request leaves it out: greedy.
 pub(crate) const EXPLAIN_TEMPERATURE: f64 = 0.0;
 
+/// The new tokens a generation may produce: the request's count, else the route's default cut to
+/// `limit` (`--max-new-tokens`). The error completes "`<field>` ..." for the caller's field name.
+pub(crate) fn new_tokens(
+    requested: Option<usize>,
+    default: usize,
+    limit: usize,
+) -> Result<usize, String> {
+    match requested {
+        Some(0) => Err("must be at least 1".into()),
+        Some(n) if n > limit => Err(format!(
+            "is {n}; this server allows at most {limit} (--max-new-tokens)"
+        )),
+        Some(n) => Ok(n),
+        None => Ok(default.min(limit)),
+    }
+}
+
 /// `stop`: one string or several.
 #[derive(Deserialize, Clone)]
 #[serde(untagged)]
@@ -115,19 +132,12 @@ impl Sampling {
         } else {
             "max_tokens"
         };
-        let max_tokens = self
-            .max_completion_tokens
-            .or(self.max_tokens)
-            .unwrap_or(default_max.min(limit));
-        if max_tokens == 0 {
-            return Err(ApiError::bad(field, format!("{field} must be at least 1")));
-        }
-        if max_tokens > limit {
-            return Err(ApiError::bad(
-                field,
-                format!("{field} is {max_tokens}; this server allows at most {limit} (--max-new-tokens)"),
-            ));
-        }
+        let max_tokens = new_tokens(
+            self.max_completion_tokens.or(self.max_tokens),
+            default_max,
+            limit,
+        )
+        .map_err(|m| ApiError::bad(field, format!("{field} {m}")))?;
         let stop = match &self.stop {
             None => Vec::new(),
             Some(Stop::One(s)) => vec![s.clone()],

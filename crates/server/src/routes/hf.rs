@@ -700,15 +700,8 @@ fn generation_options(
             format!("`{field}` {message}"),
         )
     };
-    if p.max_new_tokens == Some(0) {
-        return Err(bad("max_new_tokens", "must be at least 1"));
-    }
-    if let Some(n) = p.max_new_tokens.filter(|&n| n > limit) {
-        return Err(bad(
-            "max_new_tokens",
-            &format!("is {n}; this server allows at most {limit} (--max-new-tokens)"),
-        ));
-    }
+    let max_tokens = super::generate::new_tokens(p.max_new_tokens, DEFAULT_MAX_NEW_TOKENS, limit)
+        .map_err(|m| bad("max_new_tokens", &m))?;
     if p.temperature.is_some_and(|t| !(t > 0.0 && t.is_finite())) {
         return Err(bad("temperature", "must be strictly positive"));
     }
@@ -772,9 +765,7 @@ fn generation_options(
         repeat_penalty *= 1.0 + f.max(0.0) / 2.0;
     }
     let opts = GenerateOptions {
-        max_tokens: p
-            .max_new_tokens
-            .unwrap_or(DEFAULT_MAX_NEW_TOKENS.min(limit)),
+        max_tokens,
         temperature: if sampling {
             p.temperature.unwrap_or(1.0)
         } else {
