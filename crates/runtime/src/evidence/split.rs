@@ -35,9 +35,12 @@ fn starts_sentence(c: char) -> bool {
 
 /// The word just before byte `end` (where a period sits), lower case.
 fn word_before(text: &str, end: usize) -> String {
+    // The boundary character may be several bytes long (U+1680, U+3000 are white space).
     let start = text[..end]
-        .rfind(|c: char| c.is_whitespace() || c == '(' || c == '"')
-        .map(|i| i + 1)
+        .char_indices()
+        .rev()
+        .find(|&(_, c)| c.is_whitespace() || c == '(' || c == '"')
+        .map(|(i, c)| i + c.len_utf8())
         .unwrap_or(0);
     text[start..end].to_lowercase()
 }
@@ -301,6 +304,19 @@ mod tests {
         );
         for (r, n) in passages(t, 4, words_count) {
             assert!(n <= 4 && n == words_count(&t[r]));
+        }
+    }
+
+    #[test]
+    fn multi_byte_white_space_before_a_period_is_a_word_boundary() {
+        // U+1680 (Ogham space mark) and U+3000 (ideographic space) are 3 bytes long; schemathesis
+        // found the word-before-the-period lookup cutting inside one (a panic answered 500).
+        let t = "᚛ᚄᚓᚐ\u{1680}ᚑᚄᚂ᚜:X¼.\u{3000}Dr.\u{3000}Ab. Ok";
+        assert_eq!(word_before(t, t.find('.').unwrap()), "ᚑᚄᚂ᚜:x¼");
+        let s = sents(t);
+        assert_eq!(s.join(" ").split_whitespace().count(), t.split_whitespace().count());
+        for (r, _) in passages(t, 2, words_count) {
+            assert!(!t[r].is_empty());
         }
     }
 
