@@ -52,6 +52,8 @@ fn run(bin: &std::path::Path, url: &str, auth: Option<&str>, report: &std::path:
         .args(["--phases", "examples,coverage,fuzzing,stateful"])
         .args(["--max-examples", EXAMPLES])
         .args(["--seed", SEED])
+        // No example database: a developer's earlier runs must not change what CI generates.
+        .args(["--generation-database", "none"])
         .args(["--workers", "2"])
         .args(["--request-timeout", "120"])
         .args(["--no-color", "--output-truncate", "false"])
