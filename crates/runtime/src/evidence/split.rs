@@ -321,6 +321,28 @@ mod tests {
     }
 
     #[test]
+    fn every_white_space_and_punctuation_mix_splits_without_panicking() {
+        let spaces: Vec<char> = (0..=0x3000u32)
+            .filter_map(char::from_u32)
+            .filter(|c| c.is_whitespace())
+            .collect();
+        for &w in &spaces {
+            for p in ['.', '!', '?', '…'] {
+                let t = format!("{w}ᚋ{w}Dr{p}{w}X{p}\u{1F600}{p}{w}\n{w}-{w}é{p}{w}({w}Q{p}");
+                let joined = sents(&t).join(" ");
+                assert_eq!(
+                    joined.split_whitespace().count(),
+                    t.split_whitespace().count(),
+                    "{t:?}"
+                );
+                for (r, _) in passages(&t, 1, words_count) {
+                    assert!(t.is_char_boundary(r.start) && t.is_char_boundary(r.end));
+                }
+            }
+        }
+    }
+
+    #[test]
     fn char_offsets_count_characters() {
         let t = "é1 ü2";
         assert_eq!(char_offsets(t, &[0, 3, 4, t.len()]), vec![0, 2, 3, 5]);
