@@ -314,7 +314,10 @@ mod tests {
         let t = "᚛ᚄᚓᚐ\u{1680}ᚑᚄᚂ᚜:X¼.\u{3000}Dr.\u{3000}Ab. Ok";
         assert_eq!(word_before(t, t.find('.').unwrap()), "ᚑᚄᚂ᚜:x¼");
         let s = sents(t);
-        assert_eq!(s.join(" ").split_whitespace().count(), t.split_whitespace().count());
+        assert_eq!(
+            s.join(" ").split_whitespace().count(),
+            t.split_whitespace().count()
+        );
         for (r, _) in passages(t, 2, words_count) {
             assert!(!t[r].is_empty());
         }
