@@ -41,7 +41,9 @@ struct Cli {
     command: Command,
 }
 
-#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+/// `--log-format` and the config file's `log-format` (one vocabulary, clap and serde derived).
+#[derive(Clone, Copy, Debug, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 enum LogFormat {
     Text,
     Json,

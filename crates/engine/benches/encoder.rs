@@ -41,14 +41,8 @@ fn parse() -> Result<Args, String> {
         match flag.as_str() {
             "--model" => a.model = val()?.into(),
             "--corpus" => a.corpus = val()?.into(),
-            "--backend" => {
-                let v = val()?;
-                a.backend = BackendKind::parse(&v).ok_or(format!("unknown backend {v}"))?
-            }
-            "--quantize" => {
-                let v = val()?;
-                a.quantize = Quantize::parse(&v).ok_or(format!("unknown quantization {v}"))?
-            }
+            "--backend" => a.backend = val()?.parse::<BackendKind>()?,
+            "--quantize" => a.quantize = val()?.parse::<Quantize>()?,
             "--batch" => {
                 a.batches = val()?
                     .split(',')

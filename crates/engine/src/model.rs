@@ -16,8 +16,11 @@ use std::path::Path;
 /// Most items in one forward pass of the engine's own batching (the server batches above this).
 pub const DEFAULT_MAX_BATCH: usize = 32;
 
-/// Which implementation runs the encoder stack.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Which implementation runs the encoder stack: the one vocabulary of `--backend` (clap, with
+/// the `clap` feature), the config file's `backend` (serde) and [`str::parse`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum BackendKind {
     /// The fast path where it supports the model (BERT, RoBERTa, DistilBERT on the CPU), else candle.
     #[default]
@@ -29,15 +32,6 @@ pub enum BackendKind {
 }
 
 impl BackendKind {
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s.to_ascii_lowercase().as_str() {
-            "auto" => BackendKind::Auto,
-            "candle" => BackendKind::Candle,
-            "fast" => BackendKind::Fast,
-            _ => return None,
-        })
-    }
-
     pub fn as_str(self) -> &'static str {
         match self {
             BackendKind::Auto => "auto",
@@ -47,29 +41,51 @@ impl BackendKind {
     }
 }
 
-/// Weight precision of the encoder's linear layers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Weight precision of the encoder's linear layers: the one vocabulary of `--quantize` (clap,
+/// with the `clap` feature), the config file's `quantize` (serde) and [`str::parse`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Quantize {
     /// f32 throughout (bit-for-bit the reference's arithmetic up to summation order).
     #[default]
+    #[serde(alias = "f32", alias = "fp32", alias = "off")]
+    #[cfg_attr(feature = "clap", value(alias = "f32", alias = "fp32", alias = "off"))]
     None,
     /// int8 weights per output channel, int8 activations per token (fast encoder only).
+    #[serde(alias = "i8")]
+    #[cfg_attr(feature = "clap", value(alias = "i8"))]
     Int8,
     /// bf16 weights (rounded at load) and bf16 GEMM inputs, f32 sums; LayerNorm, softmax, GELU
     /// and attention in f32 (fast encoder only; AVX512-BF16 where the CPU has it).
+    #[serde(alias = "bfloat16")]
+    #[cfg_attr(feature = "clap", value(alias = "bfloat16"))]
     Bf16,
 }
 
-impl Quantize {
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s.to_ascii_lowercase().as_str() {
-            "none" | "f32" | "fp32" | "off" => Quantize::None,
-            "int8" | "i8" => Quantize::Int8,
-            "bf16" | "bfloat16" => Quantize::Bf16,
-            _ => return None,
-        })
-    }
+/// Reads a word of a serde vocabulary, in any case (`"FAST"`, `"Int8"`).
+fn from_word<'de, T: serde::Deserialize<'de>>(s: &str) -> std::result::Result<T, String> {
+    use serde::de::IntoDeserializer;
+    let lower = s.trim().to_ascii_lowercase();
+    T::deserialize(lower.as_str().into_deserializer())
+        .map_err(|e: serde::de::value::Error| format!("`{s}`: {e}"))
+}
 
+impl std::str::FromStr for BackendKind {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        from_word(s)
+    }
+}
+
+impl std::str::FromStr for Quantize {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        from_word(s)
+    }
+}
+
+impl Quantize {
     pub fn as_str(self) -> &'static str {
         match self {
             Quantize::None => "none",
@@ -701,4 +717,32 @@ pub fn entities_of(
 pub fn l2_normalize(v: &mut [f32]) {
     let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
     v.iter_mut().for_each(|x| *x /= norm);
+}
+
+#[cfg(test)]
+mod vocabulary_tests {
+    use super::*;
+
+    #[test]
+    fn backend_and_precision_words_parse_in_any_case_with_their_aliases() {
+        assert_eq!("FAST".parse::<BackendKind>(), Ok(BackendKind::Fast));
+        assert_eq!(" candle ".parse::<BackendKind>(), Ok(BackendKind::Candle));
+        for (word, q) in [
+            ("none", Quantize::None),
+            ("F32", Quantize::None),
+            ("fp32", Quantize::None),
+            ("off", Quantize::None),
+            ("int8", Quantize::Int8),
+            ("i8", Quantize::Int8),
+            ("BF16", Quantize::Bf16),
+            ("bfloat16", Quantize::Bf16),
+        ] {
+            assert_eq!(word.parse::<Quantize>(), Ok(q), "{word}");
+            assert_eq!(q.as_str().parse::<Quantize>(), Ok(q));
+        }
+        let e = "gpu".parse::<BackendKind>().unwrap_err();
+        assert!(e.contains("`gpu`") && e.contains("auto"), "{e}");
+        let e = "int4".parse::<Quantize>().unwrap_err();
+        assert!(e.contains("int8") && e.contains("bf16"), "{e}");
+    }
 }

@@ -31,7 +31,13 @@ pub struct EngineArgs {
     /// Encoder implementation: `auto` (the fast CPU encoder for BERT, RoBERTa and DistilBERT,
     /// candle for DeBERTa and GPUs), `fast` (refuse models it cannot run) or `candle` (the
     /// reference graph, for comparison).
-    #[arg(long, env = "NLPD_BACKEND", default_value = "auto", value_parser = parse_backend)]
+    #[arg(
+        long,
+        env = "NLPD_BACKEND",
+        default_value = "auto",
+        value_enum,
+        ignore_case = true
+    )]
     pub backend: BackendKind,
     /// Encoder precision: `none` (f32), `int8` (int8 weights per channel and activations per
     /// token, AMX-INT8 tiles or AVX-512 VNNI where the CPU has them; about 2x faster, cosine >=
@@ -39,7 +45,13 @@ pub struct EngineArgs {
     /// attention in f32; cosine >= 0.999 to f32; AMX-BF16 tiles or AVX512-BF16 where the CPU has
     /// them, else AVX2+FMA widening bf16 to f32, which is correct but no faster than f32). int8 and bf16 run on the fast encoder only;
     /// `nlpd models info` shows the kernel this CPU would run.
-    #[arg(long, env = "NLPD_QUANTIZE", default_value = "none", value_parser = parse_quantize)]
+    #[arg(
+        long,
+        env = "NLPD_QUANTIZE",
+        default_value = "none",
+        value_enum,
+        ignore_case = true
+    )]
     pub quantize: Quantize,
 }
 
@@ -50,14 +62,6 @@ impl EngineArgs {
             quantize: self.quantize,
         }
     }
-}
-
-fn parse_backend(s: &str) -> Result<BackendKind, String> {
-    BackendKind::parse(s).ok_or_else(|| format!("`{s}`: expected auto, fast or candle"))
-}
-
-fn parse_quantize(s: &str) -> Result<Quantize, String> {
-    Quantize::parse(s).ok_or_else(|| format!("`{s}`: expected none, int8 or bf16"))
 }
 
 pub fn load_encoder(path: &Path, engine: &EngineArgs) -> Result<EncoderModel> {

@@ -10,10 +10,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Eviction policy of L1.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Eviction policy of L1: the vocabulary of `--cache-policy` ([`str::parse`], any case) and the
+/// config file's `cache-policy` (serde).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Policy {
     /// Admission by frequency (TinyLFU), eviction of the least recently used: resists scans.
+    #[serde(alias = "tiny-lfu", alias = "tiny_lfu")]
     TinyLfu,
     /// Plain least recently used.
     Lru,
@@ -22,11 +25,11 @@ pub enum Policy {
 impl std::str::FromStr for Policy {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        match s.to_ascii_lowercase().as_str() {
-            "tinylfu" | "tiny-lfu" | "tiny_lfu" => Ok(Policy::TinyLfu),
-            "lru" => Ok(Policy::Lru),
-            other => Err(format!("unknown cache policy `{other}` (tinylfu or lru)")),
-        }
+        use serde::de::IntoDeserializer;
+        use serde::Deserialize;
+        let lower = s.trim().to_ascii_lowercase();
+        Policy::deserialize(lower.as_str().into_deserializer())
+            .map_err(|e: serde::de::value::Error| format!("cache policy `{s}`: {e}"))
     }
 }
 

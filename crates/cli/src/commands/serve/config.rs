@@ -11,7 +11,7 @@
 //! for them `NLPD_CONFIG` (as before) supplies the global settings (`models-dir`, `log`,
 //! `log-format`) and, where the command has them, `backend` and `quantize`.
 
-use crate::commands::{parse_backend, parse_quantize, EngineArgs};
+use crate::commands::EngineArgs;
 use crate::{Cli, Command, LogFormat};
 use anyhow::{Context, Result};
 use clap::error::{ContextKind, ContextValue, ErrorKind};
@@ -24,7 +24,6 @@ use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 use std::ffi::OsString;
 use std::fmt;
-use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -42,7 +41,7 @@ pub struct FileConfig {
     pub models_dir: Option<PathBuf>,
     pub log: Option<String>,
     #[serde(alias = "log_format")]
-    pub log_format: Option<Choice<LogFormat>>,
+    pub log_format: Option<LogFormat>,
     // `nlpd serve`.
     pub host: Option<String>,
     pub port: Option<u16>,
@@ -62,8 +61,8 @@ pub struct FileConfig {
         alias = "default_prompts"
     )]
     pub default_prompts: Option<List>,
-    pub backend: Option<Choice<BackendKind>>,
-    pub quantize: Option<Choice<Quantize>>,
+    pub backend: Option<BackendKind>,
+    pub quantize: Option<Quantize>,
     pub preload: Option<bool>,
     #[serde(alias = "memory_budget")]
     pub memory_budget: Option<Size>,
@@ -99,7 +98,7 @@ pub struct FileConfig {
     #[serde(alias = "cache_l1_bytes")]
     pub cache_l1_bytes: Option<Size>,
     #[serde(alias = "cache_policy")]
-    pub cache_policy: Option<Choice<Policy>>,
+    pub cache_policy: Option<Policy>,
     #[serde(alias = "cache_ttl")]
     pub cache_ttl: Option<Dur>,
     #[serde(alias = "redis_url")]
@@ -150,61 +149,6 @@ pub struct Size(pub u64);
 /// environment); commas inside array items separate values too, as on the command line.
 #[derive(Debug, Clone, PartialEq)]
 pub struct List(pub Vec<String>);
-
-/// A value named by a word (`backend = "fast"`), read by the flag's own parser.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Choice<T>(pub T);
-
-/// The flag's own parser of a [`Choice`], and what it expects.
-pub trait FromText: Sized {
-    const EXPECTED: &'static str;
-    fn from_text(s: &str) -> Result<Self, String>;
-}
-
-impl FromText for BackendKind {
-    const EXPECTED: &'static str = "an encoder backend (\"auto\", \"fast\" or \"candle\")";
-    fn from_text(s: &str) -> Result<Self, String> {
-        parse_backend(s)
-    }
-}
-
-impl FromText for Quantize {
-    const EXPECTED: &'static str = "an encoder precision such as \"none\" or \"int8\"";
-    fn from_text(s: &str) -> Result<Self, String> {
-        parse_quantize(s)
-    }
-}
-
-impl FromText for Policy {
-    const EXPECTED: &'static str = "a cache policy (\"tinylfu\" or \"lru\")";
-    fn from_text(s: &str) -> Result<Self, String> {
-        super::parse_policy(s)
-    }
-}
-
-impl FromText for LogFormat {
-    const EXPECTED: &'static str = "a log format (\"text\" or \"json\")";
-    fn from_text(s: &str) -> Result<Self, String> {
-        <LogFormat as clap::ValueEnum>::from_str(s, true)
-            .map_err(|_| format!("`{s}`: expected text or json"))
-    }
-}
-
-impl<'de, T: FromText> Deserialize<'de> for Choice<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<T>(PhantomData<T>);
-        impl<T: FromText> Visitor<'_> for V<T> {
-            type Value = Choice<T>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str(T::EXPECTED)
-            }
-            fn visit_str<E: de::Error>(self, s: &str) -> Result<Choice<T>, E> {
-                T::from_text(s).map(Choice).map_err(E::custom)
-            }
-        }
-        d.deserialize_any(V(PhantomData))
-    }
-}
 
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -336,21 +280,13 @@ impl FileConfig {
     fn apply_global(&mut self, cli: &mut Cli, l: &mut Layer) {
         l.set("models_dir", &mut cli.models_dir, self.models_dir.take());
         l.set("log", &mut cli.log, self.log.take());
-        l.set(
-            "log_format",
-            &mut cli.log_format,
-            self.log_format.take().map(|c| c.0),
-        );
+        l.set("log_format", &mut cli.log_format, self.log_format.take());
     }
 
     /// Lays `backend` and `quantize` under a command's engine flags.
     fn apply_engine(&mut self, e: &mut EngineArgs, l: &mut Layer) {
-        l.set("backend", &mut e.backend, self.backend.take().map(|c| c.0));
-        l.set(
-            "quantize",
-            &mut e.quantize,
-            self.quantize.take().map(|c| c.0),
-        );
+        l.set("backend", &mut e.backend, self.backend.take());
+        l.set("quantize", &mut e.quantize, self.quantize.take());
     }
 
     /// Lays every `nlpd serve` setting under `a`.
@@ -431,7 +367,7 @@ impl FileConfig {
         l.set(
             "cache_policy",
             &mut a.cache_policy,
-            self.cache_policy.take().map(|c| c.0),
+            self.cache_policy.take(),
         );
         l.set("cache_ttl", &mut a.cache_ttl, self.cache_ttl.take());
         l.set(
@@ -1012,6 +948,13 @@ shutdown-delay = 0
             ),
             ("port = 1\nquantize = \"int3\"\n", "quantize", 2, "int3"),
             ("cache-policy = \"fifo\"\n", "cache-policy", 1, "fifo"),
+            (
+                "backend = \"gpu\"\n",
+                "backend",
+                1,
+                "expected one of `auto`, `candle`, `fast`",
+            ),
+            ("log-format = \"xml\"\n", "log-format", 1, "`text`, `json`"),
             ("preload = \"yes\"\n", "preload", 1, "a boolean"),
             ("model = [1, 2]\n", "model[0]", 1, "invalid type: integer"),
         ] {
