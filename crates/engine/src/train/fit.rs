@@ -24,6 +24,13 @@ pub struct FitOptions {
     pub patience: usize,
     /// Weight each label by `rows / (labels · rows of that label)` in the loss.
     pub balanced: bool,
+    /// Label smoothing ε in [0, 1): the target puts 1 − ε + ε/k on the true label and ε/k on
+    /// each other one (0: one-hot).
+    pub label_smoothing: f64,
+    /// Weight each source (see [`fit_with_sources`]) by `rows / (sources · rows of that
+    /// source)`, so that every source counts as much as any other whatever its size; the class
+    /// weights are then computed on the source-weighted counts.
+    pub balance_sources: bool,
     pub seed: u64,
 }
 
@@ -38,6 +45,8 @@ impl Default for FitOptions {
             weight_decay: 1e-4,
             patience: 5,
             balanced: true,
+            label_smoothing: 0.0,
+            balance_sources: false,
             seed: 42,
         }
     }
@@ -56,6 +65,9 @@ impl FitOptions {
         }
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
             return bad("weight-decay", "must be zero or positive");
+        }
+        if !(self.label_smoothing.is_finite() && (0.0..1.0).contains(&self.label_smoothing)) {
+            return bad("label-smoothing", "must be at least 0 and below 1");
         }
         if self.batch_size == 0 {
             return bad("batch-size", "must be at least 1");
@@ -77,7 +89,7 @@ impl FitOptions {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct EpochLog {
     pub epoch: usize,
-    /// Class-weighted mean cross-entropy over the epoch's batches.
+    /// Class-weighted mean cross-entropy (against the smoothed target) over the epoch's batches.
     pub train_loss: f64,
     pub val_loss: f64,
     pub val_accuracy: f64,
@@ -100,26 +112,35 @@ pub struct Fitted {
 
 /// Loss weight per label: balanced (`n / (k · n_label)`, 0 for a label without rows) or all 1.
 pub fn class_weights(labels: &[usize], k: usize, balanced: bool) -> Vec<f64> {
+    class_weights_of(labels, &vec![1.0; labels.len()], k, balanced)
+}
+
+/// [`class_weights`] with each row counting `row_weights[i]` (the sum of the weights is `n`).
+fn class_weights_of(labels: &[usize], row_weights: &[f64], k: usize, balanced: bool) -> Vec<f64> {
     if !balanced {
         return vec![1.0; k];
     }
-    let mut counts = vec![0usize; k];
-    for &l in labels {
+    let mut counts = vec![0f64; k];
+    for (&l, &w) in labels.iter().zip(row_weights) {
         if let Some(c) = counts.get_mut(l) {
-            *c += 1;
+            *c += w;
         }
     }
-    let n = labels.len() as f64;
+    let n: f64 = row_weights.iter().sum();
     counts
         .iter()
-        .map(|&c| {
-            if c == 0 {
-                0.0
-            } else {
-                n / (k as f64 * c as f64)
-            }
-        })
+        .map(|&c| if c == 0.0 { 0.0 } else { n / (k as f64 * c) })
         .collect()
+}
+
+/// Weight per row that makes every source weigh the same: `n / (sources · rows of its source)`.
+pub fn source_weights(sources: &[usize]) -> Vec<f64> {
+    let mut counts = std::collections::BTreeMap::<usize, usize>::new();
+    for &s in sources {
+        *counts.entry(s).or_default() += 1;
+    }
+    let (n, k) = (sources.len() as f64, counts.len() as f64);
+    sources.iter().map(|s| n / (k * counts[s] as f64)).collect()
 }
 
 /// Trains a head on `train`, choosing the epoch by the macro-F1 on `val`. `on_epoch` sees each
@@ -127,6 +148,19 @@ pub fn class_weights(labels: &[usize], k: usize, balanced: bool) -> Vec<f64> {
 /// bit for bit.
 pub fn fit(
     train: &Embedded,
+    val: &Embedded,
+    n_labels: usize,
+    opts: &FitOptions,
+    on_epoch: &mut dyn FnMut(&EpochLog),
+) -> Result<Fitted> {
+    fit_with_sources(train, None, val, n_labels, opts, on_epoch)
+}
+
+/// [`fit`] where `sources[i]` (an id) names the source of training row `i`, which
+/// [`FitOptions::balance_sources`] needs.
+pub fn fit_with_sources(
+    train: &Embedded,
+    sources: Option<&[usize]>,
     val: &Embedded,
     n_labels: usize,
     opts: &FitOptions,
@@ -162,7 +196,24 @@ pub fn fit(
         HeadType::Linear => vec![train.dim, n_labels],
         HeadType::Mlp => vec![train.dim, opts.mlp_hidden, n_labels],
     };
-    let weights = class_weights(&train.labels, n_labels, opts.balanced);
+    let row_weights = match (opts.balance_sources, sources) {
+        (false, _) => vec![1.0; train.len()],
+        (true, Some(s)) if s.len() == train.len() => source_weights(s),
+        (true, Some(s)) => {
+            return Err(TrainError::InvalidOption {
+                option: "source-weight",
+                message: format!("{} training rows but {} source ids", train.len(), s.len()),
+            })
+        }
+        (true, None) => {
+            return Err(TrainError::InvalidOption {
+                option: "source-weight",
+                message: "balancing sources needs each row's source (--source-field)".into(),
+            })
+        }
+    };
+    let weights = class_weights_of(&train.labels, &row_weights, n_labels, opts.balanced);
+    let row_weight = |i: usize| row_weights[i] * weights[train.labels[i]];
     let mut net = Net::new(&dims, &mut Rng::derive(opts.seed, 1));
     let mut order_rng = Rng::derive(opts.seed, 2);
     let mut adam = AdamW::new(&net);
@@ -178,15 +229,21 @@ pub fn fit(
         order_rng.shuffle(&mut order);
         let (mut loss_sum, mut weight_sum) = (0f64, 0f64);
         for batch in order.chunks(opts.batch_size) {
-            let total: f64 = batch.iter().map(|&i| weights[train.labels[i]]).sum();
+            let total: f64 = batch.iter().map(|&i| row_weight(i)).sum();
             if total <= 0.0 {
                 continue;
             }
             grad.zero();
             for &i in batch {
-                let w = weights[train.labels[i]];
-                let l =
-                    net.accumulate(train.row(i), train.labels[i], w / total, &mut grad, &mut ws);
+                let w = row_weight(i);
+                let l = net.accumulate(
+                    train.row(i),
+                    train.labels[i],
+                    opts.label_smoothing,
+                    w / total,
+                    &mut grad,
+                    &mut ws,
+                );
                 loss_sum += w * l;
             }
             weight_sum += total;
@@ -299,6 +356,38 @@ mod tests {
         let w = class_weights(&[0, 0, 0, 1], 3, true);
         assert_eq!(w, vec![4.0 / 9.0, 4.0 / 3.0, 0.0]);
         assert_eq!(class_weights(&[0, 1], 2, false), vec![1.0, 1.0]);
+    }
+
+    #[test]
+    fn source_weights_make_each_source_weigh_the_same() {
+        let w = source_weights(&[0, 0, 0, 1]);
+        assert_eq!(w, vec![4.0 / 6.0, 4.0 / 6.0, 4.0 / 6.0, 2.0]);
+        // Class weights on the source-weighted counts: label 0 in the big source only.
+        let cw = class_weights_of(&[0, 0, 0, 1], &w, 2, true);
+        assert_eq!(cw, vec![1.0, 1.0]);
+    }
+
+    #[test]
+    fn balancing_sources_needs_them_and_changes_the_head() -> Result<()> {
+        let opts = FitOptions {
+            balance_sources: true,
+            max_epochs: 3,
+            ..FitOptions::default()
+        };
+        let (t, v) = (blobs(90, 1), blobs(30, 2));
+        let e = fit(&t, &v, 3, &opts, &mut |_| {}).unwrap_err().to_string();
+        assert!(e.contains("--source-field"), "{e}");
+        let sources: Vec<usize> = (0..90).map(|i| usize::from(i >= 80)).collect();
+        let a = fit_with_sources(&t, Some(&sources), &v, 3, &opts, &mut |_| {})?;
+        let plain = FitOptions {
+            balance_sources: false,
+            ..opts.clone()
+        };
+        let b = fit_with_sources(&t, Some(&sources), &v, 3, &plain, &mut |_| {})?;
+        assert_ne!(a.head, b.head);
+        // Unbalanced, the sources are ignored: the same head as without them.
+        assert_eq!(b.head, fit(&t, &v, 3, &plain, &mut |_| {})?.head);
+        Ok(())
     }
 
     #[test]

@@ -5,6 +5,9 @@
 //! (scikit-learn's `f1_score(average="macro")` without `labels`): a label absent from both (say
 //! `neutral` on a two-class test set the model never calls neutral) does not count, a label the
 //! model predicts but the data lacks counts with F1 = 0. A ratio with a zero denominator is 0.
+//! [`Confusion::macro_f1_of_truth`] averages over the labels the data holds only (the
+//! cross-domain figure: a `neutral` prediction on two-class data is an error of the true label,
+//! not a third label with F1 = 0).
 
 use serde::Serialize;
 
@@ -116,6 +119,20 @@ impl Confusion {
             .sum::<f64>()
             / present.len() as f64
     }
+
+    /// Mean F1 over the labels that occur in the truth (0 when there are none); predictions of
+    /// other labels still count as errors of the true label.
+    pub fn macro_f1_of_truth(&self) -> f64 {
+        let present: Vec<usize> = (0..self.k).filter(|&l| self.truth_count(l) > 0).collect();
+        if present.is_empty() {
+            return 0.0;
+        }
+        present
+            .iter()
+            .map(|&l| self.class_scores(l).f1)
+            .sum::<f64>()
+            / present.len() as f64
+    }
 }
 
 /// Index of the largest value (the first on ties; 0 for an empty slice).
@@ -179,6 +196,8 @@ mod tests {
         // Predicting the absent label counts it, with F1 = 0.
         let d = Confusion::from_pairs(3, [(0, 0), (0, 1), (2, 2), (2, 2)]);
         assert!(close(d.macro_f1(), (2.0 / 3.0 + 0.0 + 1.0) / 3.0));
+        // Over the truth's labels only, the wrong `1` is an error of label 0 and nothing more.
+        assert!(close(d.macro_f1_of_truth(), (2.0 / 3.0 + 1.0) / 2.0));
     }
 
     #[test]

@@ -114,12 +114,15 @@ impl Net {
         }
     }
 
-    /// Adds `weight`·∇(cross-entropy of `truth`) at `x` to `grad` (same shapes as `self`);
-    /// returns the example's cross-entropy.
+    /// Adds `weight`·∇(cross-entropy against the target) at `x` to `grad` (same shapes as
+    /// `self`); returns the example's loss. The target is `truth` with label smoothing
+    /// `smoothing` (ε): probability 1 − ε + ε/k on `truth` and ε/k on each other label (ε = 0 is
+    /// the one-hot target and the plain cross-entropy).
     pub fn accumulate(
         &self,
         x: &[f32],
         truth: usize,
+        smoothing: f64,
         weight: f64,
         grad: &mut Net,
         ws: &mut Work,
@@ -139,10 +142,20 @@ impl Net {
         let logits = &ws.acts[n];
         let max = logits.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v));
         let sum: f64 = logits.iter().map(|&v| (v - max).exp()).sum();
-        let loss = sum.ln() + max - logits[truth];
+        let k = logits.len() as f64;
+        let target = |j: usize| smoothing / k + if j == truth { 1.0 - smoothing } else { 0.0 };
+        let lse = sum.ln() + max;
+        let loss = if smoothing == 0.0 {
+            lse - logits[truth]
+        } else {
+            logits
+                .iter()
+                .enumerate()
+                .fold(0.0, |acc, (j, &l)| acc + target(j) * (lse - l))
+        };
         for (j, (d, &l)) in ws.deltas[n].iter_mut().zip(logits).enumerate() {
             let p = (l - max).exp() / sum;
-            *d = weight * (p - if j == truth { 1.0 } else { 0.0 });
+            *d = weight * (p - target(j));
         }
         for i in (0..n).rev() {
             let layer = &self.layers[i];
@@ -246,41 +259,62 @@ impl AdamW {
 mod tests {
     use super::*;
 
-    /// Numerical gradient check of the MLP's backward pass.
+    /// Numerical gradient check of the MLP's backward pass, with and without label smoothing.
     #[test]
     fn gradients_match_finite_differences() {
-        let mut rng = Rng::new(11);
-        let net = Net::new(&[4, 5, 3], &mut rng);
-        let x = [0.3f32, -0.7, 0.2, 0.9];
-        let mut grad = net.zeros_like();
-        let mut ws = net.work();
-        net.accumulate(&x, 2, 1.0, &mut grad, &mut ws);
-        let loss_of = |n: &Net| {
-            let mut g = n.zeros_like();
-            let mut w = n.work();
-            n.accumulate(&x, 2, 1.0, &mut g, &mut w)
-        };
-        let h = 1e-6;
-        for layer in 0..2 {
-            for idx in [0, 3, 7] {
+        for smoothing in [0.0, 0.2] {
+            let mut rng = Rng::new(11);
+            let net = Net::new(&[4, 5, 3], &mut rng);
+            let x = [0.3f32, -0.7, 0.2, 0.9];
+            let mut grad = net.zeros_like();
+            let mut ws = net.work();
+            net.accumulate(&x, 2, smoothing, 1.0, &mut grad, &mut ws);
+            let loss_of = |n: &Net| {
+                let mut g = n.zeros_like();
+                let mut w = n.work();
+                n.accumulate(&x, 2, smoothing, 1.0, &mut g, &mut w)
+            };
+            let h = 1e-6;
+            for layer in 0..2 {
+                for idx in [0, 3, 7] {
+                    let mut plus = net.clone();
+                    plus.layers[layer].w[idx] += h;
+                    let mut minus = net.clone();
+                    minus.layers[layer].w[idx] -= h;
+                    let numeric = (loss_of(&plus) - loss_of(&minus)) / (2.0 * h);
+                    let analytic = grad.layers[layer].w[idx];
+                    assert!(
+                        (numeric - analytic).abs() < 1e-6,
+                        "ε {smoothing} layer {layer} w[{idx}]: {numeric} vs {analytic}"
+                    );
+                }
                 let mut plus = net.clone();
-                plus.layers[layer].w[idx] += h;
+                plus.layers[layer].b[1] += h;
                 let mut minus = net.clone();
-                minus.layers[layer].w[idx] -= h;
+                minus.layers[layer].b[1] -= h;
                 let numeric = (loss_of(&plus) - loss_of(&minus)) / (2.0 * h);
-                let analytic = grad.layers[layer].w[idx];
-                assert!(
-                    (numeric - analytic).abs() < 1e-6,
-                    "layer {layer} w[{idx}]: {numeric} vs {analytic}"
-                );
+                assert!((numeric - grad.layers[layer].b[1]).abs() < 1e-6);
             }
-            let mut plus = net.clone();
-            plus.layers[layer].b[1] += h;
-            let mut minus = net.clone();
-            minus.layers[layer].b[1] -= h;
-            let numeric = (loss_of(&plus) - loss_of(&minus)) / (2.0 * h);
-            assert!((numeric - grad.layers[layer].b[1]).abs() < 1e-6);
         }
+    }
+
+    #[test]
+    fn smoothing_raises_the_loss_of_a_confident_right_answer() {
+        let net = Net {
+            layers: vec![Layer {
+                w: vec![5.0, 0.0, 0.0, 5.0],
+                b: vec![0.0, 0.0],
+                n_in: 2,
+                n_out: 2,
+            }],
+        };
+        let (mut g, mut ws) = (net.zeros_like(), net.work());
+        let plain = net.accumulate(&[1.0, 0.0], 0, 0.0, 1.0, &mut g, &mut ws);
+        let smooth = net.accumulate(&[1.0, 0.0], 0, 0.1, 1.0, &mut g, &mut ws);
+        // -(0.95 ln p0 + 0.05 ln p1) with p = softmax([5, 0]).
+        let lse = (5f64.exp() + 1.0).ln();
+        assert!((plain - (lse - 5.0)).abs() < 1e-12);
+        assert!((smooth - (0.95 * (lse - 5.0) + 0.05 * lse)).abs() < 1e-12);
     }
 
     #[test]
@@ -290,7 +324,7 @@ mod tests {
         let x = [0.5f32, -0.25, 1.0, 0.0];
         let mut ws = net.work();
         let mut g = net.zeros_like();
-        net.accumulate(&x, 0, 1.0, &mut g, &mut ws);
+        net.accumulate(&x, 0, 0.0, 1.0, &mut g, &mut ws);
         let logits = net.to_head().logits(&x);
         for (a, b) in logits.iter().zip(&ws.acts[2]) {
             assert!((*a as f64 - b).abs() < 1e-5);
@@ -310,7 +344,7 @@ mod tests {
             let mut ws = net.work();
             let loss: f64 = data
                 .iter()
-                .map(|(x, y)| net.accumulate(x, *y, 0.5, &mut grad, &mut ws))
+                .map(|(x, y)| net.accumulate(x, *y, 0.0, 0.5, &mut grad, &mut ws))
                 .sum();
             first.get_or_insert(loss);
             last = loss;
