@@ -372,13 +372,13 @@ fn backend_and_quantize_flags_choose_the_encoder() {
     let out = nlpd(&["embed", "--backend", "gpu-please"], input);
     assert!(!out.status.success());
     assert!(
-        stderr(&out).contains("expected auto, fast or candle"),
+        stderr(&out).contains("[possible values: auto, candle, fast]"),
         "{}",
         stderr(&out)
     );
     let out = nlpd(&["embed", "--quantize", "int4"], input);
     assert!(
-        stderr(&out).contains("expected none, int8 or bf16"),
+        stderr(&out).contains("[possible values: none, int8, bf16]"),
         "{}",
         stderr(&out)
     );
