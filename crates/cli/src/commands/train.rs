@@ -95,8 +95,8 @@ pub struct Args {
     #[arg(long, env = "NLPD_TRAIN_CROSS_DOMAIN_ONLY")]
     cross_domain_only: bool,
     /// `balanced` weighs each source of --data (its rows' --source-field) by rows / (sources x
-    /// rows of the source), so a large source does not drown the others; the class weights are
-    /// then taken on the weighted counts. `none` weighs every row alike.
+    /// rows of the source), so a large source does not drown the others (a row's weight is its
+    /// source's times its label's --class-weight). `none` weighs every source by its rows.
     #[arg(long, env = "NLPD_TRAIN_SOURCE_WEIGHT", default_value = "none", value_parser = ["balanced", "none"])]
     source_weight: String,
     /// The field naming each example's source, for --cross-domain and --source-weight.

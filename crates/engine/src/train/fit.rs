@@ -28,8 +28,10 @@ pub struct FitOptions {
     /// each other one (0: one-hot).
     pub label_smoothing: f64,
     /// Weight each source (see [`fit_with_sources`]) by `rows / (sources · rows of that
-    /// source)`, so that every source counts as much as any other whatever its size; the class
-    /// weights are then computed on the source-weighted counts.
+    /// source)`, so that every source counts as much as any other whatever its size. A row's
+    /// weight is its source's times its label's (class weights from the raw label counts: taken
+    /// on the source-weighted counts instead, a label that only one source holds, like
+    /// `neutral`, got a weight so large that the head called most tweets neutral).
     pub balance_sources: bool,
     pub seed: u64,
 }
@@ -112,24 +114,25 @@ pub struct Fitted {
 
 /// Loss weight per label: balanced (`n / (k · n_label)`, 0 for a label without rows) or all 1.
 pub fn class_weights(labels: &[usize], k: usize, balanced: bool) -> Vec<f64> {
-    class_weights_of(labels, &vec![1.0; labels.len()], k, balanced)
-}
-
-/// [`class_weights`] with each row counting `row_weights[i]` (the sum of the weights is `n`).
-fn class_weights_of(labels: &[usize], row_weights: &[f64], k: usize, balanced: bool) -> Vec<f64> {
     if !balanced {
         return vec![1.0; k];
     }
-    let mut counts = vec![0f64; k];
-    for (&l, &w) in labels.iter().zip(row_weights) {
+    let mut counts = vec![0usize; k];
+    for &l in labels {
         if let Some(c) = counts.get_mut(l) {
-            *c += w;
+            *c += 1;
         }
     }
-    let n: f64 = row_weights.iter().sum();
+    let n = labels.len() as f64;
     counts
         .iter()
-        .map(|&c| if c == 0.0 { 0.0 } else { n / (k as f64 * c) })
+        .map(|&c| {
+            if c == 0 {
+                0.0
+            } else {
+                n / (k as f64 * c as f64)
+            }
+        })
         .collect()
 }
 
@@ -212,7 +215,7 @@ pub fn fit_with_sources(
             })
         }
     };
-    let weights = class_weights_of(&train.labels, &row_weights, n_labels, opts.balanced);
+    let weights = class_weights(&train.labels, n_labels, opts.balanced);
     let row_weight = |i: usize| row_weights[i] * weights[train.labels[i]];
     let mut net = Net::new(&dims, &mut Rng::derive(opts.seed, 1));
     let mut order_rng = Rng::derive(opts.seed, 2);
@@ -362,9 +365,7 @@ mod tests {
     fn source_weights_make_each_source_weigh_the_same() {
         let w = source_weights(&[0, 0, 0, 1]);
         assert_eq!(w, vec![4.0 / 6.0, 4.0 / 6.0, 4.0 / 6.0, 2.0]);
-        // Class weights on the source-weighted counts: label 0 in the big source only.
-        let cw = class_weights_of(&[0, 0, 0, 1], &w, 2, true);
-        assert_eq!(cw, vec![1.0, 1.0]);
+        assert_eq!(w.iter().sum::<f64>(), 4.0);
     }
 
     #[test]
