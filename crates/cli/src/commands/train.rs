@@ -207,7 +207,11 @@ pub fn run(args: Args, models_dir: &Path) -> Result<usize> {
         val_rows.len(),
         opts.head.as_str()
     );
-    let train_sources = source_ids(&examples.sources, &split.train);
+    // Each training row's source id, when sources were read (--cross-domain, --source-weight).
+    let train_sources = (!examples.sources.is_empty()).then(|| {
+        let (_, ids) = train::source_ids(&examples.sources);
+        split.train.iter().map(|&i| ids[i]).collect::<Vec<usize>>()
+    });
     let fitted = fit_with_sources(
         &train_rows,
         train_sources.as_deref(),
@@ -252,7 +256,7 @@ pub fn run(args: Args, models_dir: &Path) -> Result<usize> {
     }
 
     let dir = encoder.model.dir();
-    let record = json!({
+    let mut record = json!({
         "nlpd_version": env!("CARGO_PKG_VERSION"),
         "command": output::command_line(),
         "encoder": {
@@ -280,7 +284,6 @@ pub fn run(args: Args, models_dir: &Path) -> Result<usize> {
         "history": fitted.history,
         "metrics": {"val": val_report, "test": test_reports},
     });
-    let mut record = record;
     if let (Some(r), Some(m)) = (&cross, record.as_object_mut()) {
         m.insert(
             "cross_domain".into(),
@@ -308,23 +311,6 @@ pub fn run(args: Args, models_dir: &Path) -> Result<usize> {
     Ok(0)
 }
 
-/// The source ids (in name order) of the rows at `idx`; `None` when no sources were read.
-fn source_ids(sources: &[String], idx: &[usize]) -> Option<Vec<usize>> {
-    if sources.is_empty() {
-        return None;
-    }
-    let names: Vec<&String> = sources
-        .iter()
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    Some(
-        idx.iter()
-            .map(|&i| names.binary_search(&&sources[i]).unwrap_or(0))
-            .collect(),
-    )
-}
-
 /// Holds out each source in turn (folds on all cores; the result does not depend on how many).
 fn cross_domain_report(
     all: &Embedded,
@@ -333,10 +319,7 @@ fn cross_domain_report(
     opts: &FitOptions,
     val_split: f64,
 ) -> Result<CrossDomainReport> {
-    let n_sources = sources
-        .iter()
-        .collect::<std::collections::BTreeSet<_>>()
-        .len();
+    let n_sources = train::source_ids(sources).0.len();
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
     eprintln!(
         "nlpd train: cross-domain validation: {n_sources} sources, each held out in turn \

@@ -131,6 +131,21 @@ pub fn summarize(folds: &[Fold], labels: &[String]) -> CrossDomainReport {
     }
 }
 
+/// The distinct source names in order, and each row's index among them (what
+/// [`super::fit::fit_with_sources`] takes).
+pub fn source_ids(sources: &[String]) -> (Vec<&String>, Vec<usize>) {
+    let names: Vec<&String> = sources
+        .iter()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let ids = sources
+        .iter()
+        .map(|s| names.binary_search(&s).unwrap_or(0))
+        .collect();
+    (names, ids)
+}
+
 /// Holds out each source in turn (in name order): fits a head with `opts` on the rows of the
 /// other sources (early stopping on a stratified `val_split` of them, seeded with `opts.seed`)
 /// and scores it on all rows of the held-out one. `sources[i]` names the source of row `i`.
@@ -155,11 +170,7 @@ pub fn hold_one_source_out(
             sources.len()
         )));
     }
-    let names: Vec<&String> = sources
-        .iter()
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let (names, ids) = source_ids(sources);
     if names.len() < 2 {
         return Err(bad(format!(
             "holding out one source at a time needs at least two sources, found {}",
@@ -167,10 +178,6 @@ pub fn hold_one_source_out(
         )));
     }
     opts.validate()?;
-    let ids: Vec<usize> = sources
-        .iter()
-        .map(|s| names.binary_search(&s).unwrap_or(0))
-        .collect();
     let run = |held: &String| -> Result<Fold> {
         let (test_idx, train_idx): (Vec<usize>, Vec<usize>) =
             (0..all.len()).partition(|&i| &sources[i] == held);
@@ -278,6 +285,14 @@ mod tests {
             (report.sources[0].recall[1].recall + report.sources[1].recall[1].recall) / 2.0;
         assert!((neutral.recall - expected).abs() < 1e-12);
         Ok(())
+    }
+
+    #[test]
+    fn source_ids_index_the_sorted_names() {
+        let rows: Vec<String> = ["b", "a", "b", "c"].map(String::from).to_vec();
+        let (names, ids) = source_ids(&rows);
+        assert_eq!(names, ["a", "b", "c"]);
+        assert_eq!(ids, [1, 0, 1, 2]);
     }
 
     #[test]

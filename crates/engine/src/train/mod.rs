@@ -23,7 +23,9 @@ mod net;
 pub mod rng;
 pub mod split;
 
-pub use crossval::{hold_one_source_out, summarize, CrossDomainReport, Fold, FoldReport};
+pub use crossval::{
+    hold_one_source_out, source_ids, summarize, CrossDomainReport, Fold, FoldReport,
+};
 pub use data::{read_eval, read_training, Examples, Fields};
 pub use embed::{check_encoder, embed_texts, EMBED_CHUNK};
 pub use error::{Result, TrainError};
