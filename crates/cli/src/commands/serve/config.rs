@@ -954,7 +954,12 @@ shutdown-delay = 0
                 1,
                 "expected one of `auto`, `candle`, `fast`",
             ),
-            ("log-format = \"xml\"\n", "log-format", 1, "`text`, `json`"),
+            (
+                "log-format = \"xml\"\n",
+                "log-format",
+                1,
+                "expected `text` or `json`",
+            ),
             ("preload = \"yes\"\n", "preload", 1, "a boolean"),
             ("model = [1, 2]\n", "model[0]", 1, "invalid type: integer"),
         ] {
